@@ -1,0 +1,12 @@
+"""companion: the tested code that the chapters of "From RNN to Transformer" import.
+
+Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made),
+``data`` (tokens, corpora, translation pairs, time series, synthetic tasks, batching), ``training`` (the Trainer),
+``metrics`` (accuracy, perplexity, sacreBLEU) and ``plotting``. Model modules join as their chapters are written.
+"""
+
+from companion.device import pick_device
+from companion.reproducibility import environment_report, seed_everything
+
+__all__ = ["environment_report", "pick_device", "seed_everything"]
+__version__ = "0.1.0"

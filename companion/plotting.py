@@ -1,0 +1,65 @@
+"""Plots the chapters share: training curves from a ``History`` and heatmaps (attention, alignments, gates)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+
+from companion.training import History
+
+
+def plot_history(
+    history: History,
+    keys: Sequence[str] = ("train_loss", "val_loss"),
+    ax: Axes | None = None,
+    log_y: bool = False,
+    title: str | None = None,
+) -> Axes:
+    """Plot the recorded ``keys`` against the epoch; keys never recorded are skipped (e.g. no validation)."""
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    recorded = [key for key in keys if key in history.keys()]
+    if not recorded:
+        raise ValueError(f"none of keys {list(keys)} was recorded; the history has {history.keys()}")
+    for key in recorded:
+        epochs, values = history.series(key)
+        ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_yscale("log" if log_y else "linear")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_heatmap(
+    matrix: torch.Tensor | np.ndarray,
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+    colorbar: bool = True,
+) -> Axes:
+    """Show a 2-D ``matrix`` (rows, columns), e.g. attention weights (queries, keys), with optional tick labels."""
+    values = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+    if values.ndim != 2:
+        raise ValueError(f"matrix must have 2 dimensions (rows, columns), got shape {values.shape}")
+    for name, labels, size in (("x_labels", x_labels, values.shape[1]), ("y_labels", y_labels, values.shape[0])):
+        if labels is not None and len(labels) != size:
+            raise ValueError(f"{name} has {len(labels)} labels but matrix {values.shape} needs {size}")
+    ax = ax or plt.subplots(figsize=(0.4 * values.shape[1] + 2, 0.4 * values.shape[0] + 1.5))[1]
+    image = ax.imshow(values, cmap=cmap, aspect="auto")
+    if x_labels is not None:
+        ax.set_xticks(range(len(x_labels)), x_labels, rotation=90)
+    if y_labels is not None:
+        ax.set_yticks(range(len(y_labels)), y_labels)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax)
+    if title:
+        ax.set_title(title)
+    return ax

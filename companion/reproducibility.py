@@ -1,0 +1,85 @@
+"""Seeding and a report of everything a reader needs to reproduce a figure: seed, device and versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from companion.device import pick_device
+
+# The packages whose versions change the numbers a notebook prints.
+REPORTED_PACKAGES = ("torch", "numpy", "matplotlib", "sacrebleu", "gensim", "statsmodels", "babel", "num2words")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and PyTorch's generators (all devices); return a ``torch.Generator`` seeded alike.
+
+    The generator is handy for data code that must not disturb, or be disturbed by, the global stream.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # NumPy's legacy seed accepts only 32 bits
+    torch.manual_seed(seed)  # also seeds every CUDA and MPS device
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Report:
+    """What produced a result: printed at the top of every chapter so a reader can compare like with like."""
+
+    seed: int | None
+    device: str
+    device_name: str
+    python: str
+    platform: str
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        rows = [
+            ("seed", str(self.seed)),
+            ("device", f"{self.device} ({self.device_name})"),
+            ("python", self.python),
+            ("platform", self.platform),
+        ] + list(self.packages.items())
+        width = max(len(key) for key, _ in rows)
+        return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def environment_report(seed: int | None = None, device: torch.device | None = None) -> Report:
+    """Describe the seed, the device (with its model name) and the versions of the packages that shape results."""
+    device = device or pick_device()
+    return Report(
+        seed=seed,
+        device=str(device),
+        device_name=_device_name(device),
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+        packages={name: _version(name) for name in REPORTED_PACKAGES} | _accelerator_versions(device),
+    )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return platform.processor() or platform.machine()
+
+
+def _accelerator_versions(device: torch.device) -> dict[str, str]:
+    if device.type != "cuda":
+        return {}
+    return {"cuda": str(torch.version.cuda), "cudnn": str(torch.backends.cudnn.version())}
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -21,7 +21,7 @@ def plot_history(
 ) -> Axes:
     """Plot the recorded ``keys`` against the epoch; keys never recorded are skipped (e.g. no validation)."""
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    recorded = [key for key in keys if key in history.keys()]
+    recorded = [key for key in keys if key in history]
     if not recorded:
         raise ValueError(f"none of keys {list(keys)} was recorded; the history has {history.keys()}")
     for key in recorded:

@@ -24,7 +24,7 @@ def seed_everything(seed: int) -> torch.Generator:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)  # NumPy's legacy seed accepts only 32 bits
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- code that uses the global np.random must be seeded too
     torch.manual_seed(seed)  # also seeds every CUDA and MPS device
     return torch.Generator().manual_seed(seed)
 
@@ -46,7 +46,8 @@ class Report:
             ("device", f"{self.device} ({self.device_name})"),
             ("python", self.python),
             ("platform", self.platform),
-        ] + list(self.packages.items())
+            *self.packages.items(),
+        ]
         width = max(len(key) for key, _ in rows)
         return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 

@@ -35,6 +35,9 @@ class History:
     def __len__(self) -> int:
         return len(self.records)
 
+    def __contains__(self, key: str) -> bool:
+        return any(key in record for record in self.records)
+
     def __repr__(self) -> str:
         return f"History({len(self)} epochs, keys={self.keys()})"
 
@@ -46,7 +49,7 @@ class History:
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """``(epochs, values)`` of ``key`` over the epochs where it was recorded, ready to plot."""
-        if key not in self.keys():
+        if key not in self:
             raise KeyError(f"key {key!r} was never recorded; recorded keys are {self.keys()}")
         pairs = [(record["epoch"], record[key]) for record in self.records if key in record]
         return [epoch for epoch, _ in pairs], [value for _, value in pairs]

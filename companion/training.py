@@ -131,7 +131,7 @@ class Trainer:
                 if self.hooks and (self.epoch + 1) % self.eval_every == 0:
                     record |= self._run_hooks()
                 self.history.append(record)
-                bar.set_postfix({key: f"{value:.4g}" for key, value in record.items() if key != "epoch"})
+                bar.set_postfix(_progress_summary(record))
         return self.history
 
     def _train_epoch(self, loader: Iterable, bar: tqdm) -> dict[str, float]:
@@ -195,17 +195,23 @@ class Trainer:
         return hook
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Save model, optimizer, scheduler and history, so that training can resume exactly where it stopped."""
+        """Save model, optimizer, scheduler, history and PyTorch's random state.
+
+        The random state drives data-loader shuffling and dropout, so a run resumed from a checkpoint repeats,
+        bit for bit, the run that never stopped.
+        """
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "history": self.history.records,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         torch.save(state, Path(path))
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint saved by ``save_checkpoint`` (on any device: tensors are mapped to this one)."""
+        """Restore a checkpoint saved by ``save_checkpoint``; model and optimizer tensors move to this device."""
         state = torch.load(Path(path), map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -214,6 +220,19 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.history = History(state["history"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([rng.cpu() for rng in state["rng_cuda"]])
+
+
+def _progress_summary(record: Mapping[str, float]) -> dict[str, str]:
+    """The epoch's losses and metrics, short enough to leave room for the bar itself."""
+    hidden = {"epoch", "grad_norm", "seconds"}
+    return {
+        key.removesuffix("_loss") + " loss" if key.endswith("_loss") else key: f"{value:.4g}"
+        for key, value in record.items()
+        if key not in hidden
+    }
 
 
 def _length_or_none(loader: Iterable) -> int | None:

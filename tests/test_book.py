@@ -1,0 +1,86 @@
+"""Build the whole book as `./course book` does and check what a reader gets: every page, executed outputs, the
+execution-time table, and math and widgets that work offline (no script or stylesheet from another host)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
+EXTERNAL_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]+\"[^>]*>")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("book")
+    command = [JUPYTER_BOOK, "build", ROOT, "--path-output", output, "--all", "--warningiserror", "--keep-going"]
+    result = subprocess.run([str(part) for part in command], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return output / "_build" / "html"
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
+
+
+def page(site: Path, name: str) -> str:
+    return (site / f"{name}.html").read_text()
+
+
+def test_every_toc_page_is_built(site: Path) -> None:
+    for name in toc_pages():
+        assert (site / f"{name}.html").is_file(), name
+
+
+def test_no_page_loads_scripts_or_styles_from_another_host(site: Path) -> None:
+    for html in site.rglob("*.html"):
+        external = EXTERNAL_ASSET.findall(html.read_text())
+        assert not external, f"{html.relative_to(site)} loads {external[:3]}"
+
+
+def test_math_is_rendered_by_the_sites_own_mathjax(site: Path) -> None:
+    data_page = page(site, "book/appendix/data")
+    assert "_static/vendor/mathjax/tex-mml-chtml.js" in data_page
+    assert r"\mathcal{U}" in data_page  # the TeX is on the page, for MathJax to typeset
+    fonts = site / "_static/vendor/mathjax/output/chtml/fonts/woff-v2"
+    assert (site / "_static/vendor/mathjax/tex-mml-chtml.js").is_file()
+    assert any(fonts.glob("*.woff"))
+
+
+def test_progress_bars_are_saved_as_widgets_rendered_by_the_sites_own_manager(site: Path) -> None:
+    html = page(site, "book/appendix/reproducibility")
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert "_static/vendor/require.js" in html
+    assert "_static/vendor/require-config.js" in html
+    manager = site / "_static/vendor/@jupyter-widgets/html-manager/dist"
+    assert f"{manager.relative_to(site)}/embed-amd.js" in html
+    assert any(manager.glob("*.woff2")), "the widget manager's icon fonts are missing"
+
+
+def test_notebooks_were_executed_and_show_their_figures(site: Path) -> None:
+    html = page(site, "book/appendix/data")
+    assert "characters; licence: CC BY-SA 4.0" in html
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", html)) >= 3
+
+
+def test_execution_times_table_lists_every_notebook(site: Path) -> None:
+    html = page(site, "book/appendix/reproducibility")
+    for name in toc_pages():
+        if (ROOT / f"{name}.ipynb").exists():
+            assert name.replace("book/", "", 1) in html or name in html, name
+    assert "exec-table" in html or "Run Time" in html or "Runtime" in html
+
+
+def test_launch_and_repository_buttons(site: Path) -> None:
+    html = page(site, "book/appendix/data")
+    for expected in ("mybinder.org", "colab.research.google.com", "github.com/rnn-to-transformer/course"):
+        assert expected in html, expected

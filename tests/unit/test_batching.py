@@ -63,7 +63,7 @@ def test_pad_batch_refuses_a_2d_sequence():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: tokens instead of ids (vocab.encode forgotten) fail inside torch.tensor with \"too many dimensions "
+    reason='bug: tokens instead of ids (vocab.encode forgotten) fail inside torch.tensor with "too many dimensions '
     "'str'\", which names neither sequences[0] nor what was expected",
 )
 def test_pad_batch_refuses_token_strings_with_a_clear_error():
@@ -196,7 +196,10 @@ def test_pair_batch_masks_match_lengths(sources, targets):
 
 def test_pair_batch_masks_cover_the_padded_time_even_if_longer():
     batch = PairBatch(
-        torch.ones(2, 5, dtype=torch.long), torch.tensor([2, 3]), torch.ones(2, 4, dtype=torch.long), torch.tensor([1, 1])
+        torch.ones(2, 5, dtype=torch.long),
+        torch.tensor([2, 3]),
+        torch.ones(2, 4, dtype=torch.long),
+        torch.tensor([1, 1]),
     )
     assert batch.source_mask.shape == (2, 5)
     assert batch.target_mask.tolist() == [[True, False, False, False]] * 2

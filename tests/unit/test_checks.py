@@ -20,7 +20,9 @@ def test_check_rank_accepts_the_right_rank(shape):
 
 
 def test_check_rank_names_argument_rank_layout_and_shape():
-    with pytest.raises(ValueError, match=r"^inputs must have 3 dimensions \(batch, time, features\), got shape \(4, 7\)$"):
+    with pytest.raises(
+        ValueError, match=r"^inputs must have 3 dimensions \(batch, time, features\), got shape \(4, 7\)$"
+    ):
         check_rank("inputs", torch.zeros(4, 7), 3, "(batch, time, features)")
 
 

@@ -80,7 +80,9 @@ def test_plot_history_error_leaves_no_figure_behind():
 
 
 def test_plot_history_of_an_empty_history_is_refused():
-    with pytest.raises(ValueError, match=r"none of keys \['train_loss', 'val_loss'\] was recorded; the history has \[\]"):
+    with pytest.raises(
+        ValueError, match=r"none of keys \['train_loss', 'val_loss'\] was recorded; the history has \[\]"
+    ):
         plot_history(History())
 
 

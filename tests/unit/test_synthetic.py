@@ -30,7 +30,8 @@ def test_copy_and_reverse_targets(num_examples, length, vocab_size, seed):
     assert torch.equal(reverse.inputs, copy.inputs)  # same seed, same tokens
     assert torch.equal(reverse.targets, reverse.inputs.flip(1))
     assert torch.equal(reverse.targets[:, 0], reverse.inputs[:, -1])
-    assert 1 <= int(copy.inputs.min()) and int(copy.inputs.max()) <= vocab_size - 1
+    assert int(copy.inputs.min()) >= 1
+    assert int(copy.inputs.max()) <= vocab_size - 1
 
 
 def test_vocab_size_two_gives_only_token_one():
@@ -44,7 +45,8 @@ def test_recall_target_is_the_first_token(num_examples, lag, vocab_size, seed):
     assert examples.targets.shape == (num_examples,)
     assert examples.targets.dtype == torch.long
     assert torch.equal(examples.targets, examples.inputs[:, 0])
-    assert 1 <= int(examples.inputs.min()) and int(examples.inputs.max()) <= vocab_size - 1
+    assert int(examples.inputs.min()) >= 1
+    assert int(examples.inputs.max()) <= vocab_size - 1
 
 
 def test_recall_target_is_uniform_so_chance_is_one_over_vocab_size_minus_one():

@@ -97,7 +97,9 @@ def test_constant_series_gets_unit_scale_instead_of_dividing_by_zero():
 
 @pytest.mark.parametrize("values", [np.array([]), np.array([1.0])])
 def test_standardizer_needs_two_observations(values):
-    with pytest.raises(ValueError, match=rf"values must hold at least 2 observations to fit a scale, got {len(values)}"):
+    with pytest.raises(
+        ValueError, match=rf"values must hold at least 2 observations to fit a scale, got {len(values)}"
+    ):
         Standardizer.fit(values)
 
 

@@ -35,7 +35,9 @@ values_lists = st.lists(st.integers(-(10**6), 10**6), unique=True, max_size=200)
 def test_split_is_a_partition_that_keeps_the_order(values, seed):
     train, valid, test = split_by_value(values, seed=seed)
     assert sorted(train + valid + test) == sorted(values)
-    assert not (set(train) & set(valid) or set(train) & set(test) or set(valid) & set(test))
+    assert not (set(train) & set(valid))
+    assert not (set(train) & set(test))
+    assert not (set(valid) & set(test))
     for part in (train, valid, test):
         assert part == [value for value in values if value in set(part)]
 

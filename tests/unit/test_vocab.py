@@ -186,7 +186,9 @@ def test_encode_accepts_a_single_character_token_string():
 def test_decode_refuses_ids_outside_the_vocabulary(ids):
     vocab = Vocab([PAD, UNK, "a"])
     bad = [index for index in ids if not 0 <= index < 3]
-    with pytest.raises(ValueError, match=rf"ids contains \[{', '.join(map(str, bad))}\] outside the vocabulary's range \[0, 3\)"):
+    with pytest.raises(
+        ValueError, match=rf"ids contains \[{', '.join(map(str, bad))}\] outside the vocabulary's range \[0, 3\)"
+    ):
         vocab.decode(ids)
 
 

@@ -26,6 +26,7 @@ def pick_device(preferred: str | None = None) -> torch.device:
 
 
 def _mps_available() -> bool:
+    """Whether this PyTorch build has Apple's MPS backend and the machine can use it."""
     mps = getattr(torch.backends, "mps", None)
     return bool(mps and mps.is_available())
 

@@ -24,15 +24,21 @@ def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
         raise ValueError("targets is empty; expected at least one target")
 
 
+def _scored_positions(targets: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Mask of the targets to score: all but those equal to ``ignore_index`` (e.g. the padding id)."""
+    keep = targets != ignore_index if ignore_index is not None else torch.ones_like(targets, dtype=torch.bool)
+    if not keep.any():
+        raise ValueError(f"every target equals ignore_index={ignore_index}; nothing to score")
+    return keep
+
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = None) -> float:
     """Fraction of positions where the arg-max of ``logits`` (..., classes) equals ``targets`` (...).
 
     Positions whose target is ``ignore_index`` (e.g. the padding id) are left out.
     """
     _check_logits_targets(logits, targets)
-    keep = targets != ignore_index if ignore_index is not None else torch.ones_like(targets, dtype=torch.bool)
-    if not keep.any():
-        raise ValueError(f"every target equals ignore_index={ignore_index}; nothing to score")
+    keep = _scored_positions(targets, ignore_index)
     correct = (logits.argmax(-1) == targets) & keep
     return correct.sum().item() / keep.sum().item()
 
@@ -40,6 +46,7 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | No
 def perplexity(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = None) -> float:
     """exp(mean cross-entropy in nats): a model as unsure as a uniform choice among k tokens has perplexity k."""
     _check_logits_targets(logits, targets)
+    _scored_positions(targets, ignore_index)
     loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),  # (positions, classes)
         targets.reshape(-1),  # (positions,)
@@ -71,9 +78,12 @@ def corpus_bleu(
     """
     from sacrebleu.metrics import BLEU
 
-    check_not_empty("hypotheses", hypotheses)
-    if isinstance(hypotheses, str):
-        raise TypeError("hypotheses must be a list of sentences, got a single str")
+    for name, sentences in (("hypotheses", hypotheses), ("references", references)):
+        if isinstance(sentences, str):
+            raise TypeError(f"{name} must be a list of sentences, got a single str")
+        check_not_empty(name, sentences)
+    if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
+        raise ValueError(f"tokenize must be one of sacreBLEU's tokenizers {sorted(BLEU.TOKENIZERS)}, got {tokenize!r}")
     streams = [list(references)] if references and isinstance(references[0], str) else [list(r) for r in references]
     for index, stream in enumerate(streams):
         if len(stream) != len(hypotheses):

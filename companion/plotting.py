@@ -20,10 +20,10 @@ def plot_history(
     title: str | None = None,
 ) -> Axes:
     """Plot the recorded ``keys`` against the epoch; keys never recorded are skipped (e.g. no validation)."""
-    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     recorded = [key for key in keys if key in history]
     if not recorded:
         raise ValueError(f"none of keys {list(keys)} was recorded; the history has {history.keys()}")
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     for key in recorded:
         epochs, values = history.series(key)
         ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=key.replace("_", " "))

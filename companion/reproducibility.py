@@ -21,8 +21,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
     The generator is handy for data code that must not disturb, or be disturbed by, the global stream.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 -- code that uses the global np.random must be seeded too
     torch.manual_seed(seed)  # also seeds every CUDA and MPS device
@@ -61,7 +61,10 @@ def environment_report(seed: int | None = None, device: torch.device | None = No
         device_name=_device_name(device),
         python=platform.python_version(),
         platform=platform.platform(terse=True),
-        packages={name: _version(name) for name in REPORTED_PACKAGES} | _accelerator_versions(device),
+        # torch.__version__ keeps the build tag (+cu130, +cpu) that package metadata drops
+        packages={name: _version(name) for name in REPORTED_PACKAGES}
+        | {"torch": torch.__version__}
+        | _accelerator_versions(device),
     )
 
 

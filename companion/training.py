@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from companion.device import pick_device
+from companion.device import _mps_available, pick_device
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
@@ -42,9 +42,11 @@ class History:
         return f"History({len(self)} epochs, keys={self.keys()})"
 
     def append(self, record: Mapping[str, float]) -> None:
+        """Add one epoch's record."""
         self.records.append(dict(record))
 
     def keys(self) -> list[str]:
+        """Every key recorded in any epoch, in the order first seen."""
         return list(dict.fromkeys(key for record in self.records for key in record))
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
@@ -55,6 +57,7 @@ class History:
         return [epoch for epoch, _ in pairs], [value for _, value in pairs]
 
     def last(self, key: str) -> float:
+        """The most recent value of ``key``."""
         return self.series(key)[1][-1]
 
 
@@ -81,7 +84,7 @@ class Trainer:
             clipping is recorded either way as ``grad_norm`` (mean over the epoch's steps).
         scheduler: a learning-rate scheduler stepped after every optimizer step (e.g. a warm-up schedule).
         evaluate: hooks run every ``eval_every`` epochs in eval mode without gradients; each returns a dict of
-            metrics that is added to the epoch's record. ``Trainer.loss_on(loader)`` builds the usual one.
+            metrics that is added to the epoch's record. ``loss_on(loader, loss_fn)`` builds the usual one.
         device: defaults to ``pick_device()``; the model is moved there.
         progress: show a tqdm progress bar.
     """
@@ -183,17 +186,6 @@ class Trainer:
         self.model.train()
         return metrics
 
-    def loss_on(self, loader: Iterable, name: str = "val_loss") -> EvalFn:
-        """An evaluation hook: the mean of ``loss_fn`` over ``loader``, recorded as ``name``."""
-
-        def hook(model: nn.Module) -> dict[str, float]:
-            losses = [float(self.loss_fn(model, move_to(batch, self.device))) for batch in loader]
-            if not losses:
-                raise ValueError(f"the loader for {name!r} produced no batches")
-            return {name: sum(losses) / len(losses)}
-
-        return hook
-
     def save_checkpoint(self, path: str | Path) -> None:
         """Save model, optimizer, scheduler, history and PyTorch's random state.
 
@@ -207,22 +199,41 @@ class Trainer:
             "history": self.history.records,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_mps": torch.mps.get_rng_state() if _mps_available() else None,
         }
         torch.save(state, Path(path))
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint saved by ``save_checkpoint``; model and optimizer tensors move to this device."""
         state = torch.load(Path(path), map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
         if (state["scheduler"] is None) != (self.scheduler is None):
             raise ValueError("the checkpoint and this Trainer disagree on whether there is a scheduler")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.history = History(state["history"])
         torch.set_rng_state(state["rng_cpu"].cpu())
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([rng.cpu() for rng in state["rng_cuda"]])
+        if state["rng_mps"] is not None and _mps_available():
+            torch.mps.set_rng_state(state["rng_mps"].cpu())
+
+
+def loss_on(loader: Iterable, loss_fn: LossFn, name: str = "val_loss") -> EvalFn:
+    """An evaluation hook for ``Trainer(evaluate=...)``: the mean of ``loss_fn`` over ``loader``, as ``name``.
+
+    Batches go to the device of the model's parameters.
+    """
+
+    def hook(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        losses = [float(loss_fn(model, move_to(batch, device))) for batch in loader]
+        if not losses:
+            raise ValueError(f"the loader for {name!r} produced no batches")
+        return {name: sum(losses) / len(losses)}
+
+    return hook
 
 
 def _progress_summary(record: Mapping[str, float]) -> dict[str, str]:

@@ -29,7 +29,14 @@ def pad_batch(sequences: Sequence[TokenIds], pad_id: int = 0) -> tuple[torch.Ten
 
 
 def _as_ids(name: str, sequence: TokenIds) -> torch.Tensor:
-    tensor = sequence if isinstance(sequence, torch.Tensor) else torch.tensor(list(sequence), dtype=torch.long)
+    if isinstance(sequence, torch.Tensor):
+        tensor = sequence
+    else:
+        items = list(sequence)
+        if not all(isinstance(item, int) for item in items):
+            kinds = sorted({type(item).__name__ for item in items if not isinstance(item, int)})
+            raise TypeError(f"{name} must hold integer token ids, got {kinds}: encode tokens with a Vocab first")
+        tensor = torch.tensor(items, dtype=torch.long)
     check_rank(name, tensor, 1, "(time,)")
     if len(tensor) == 0:
         raise ValueError(f"{name} is empty; every sequence needs at least one token")
@@ -38,25 +45,36 @@ def _as_ids(name: str, sequence: TokenIds) -> torch.Tensor:
 
 def lengths_to_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
     """Mask of real positions: (batch, max_length) bool with ``mask[b, t] = t < lengths[b]``."""
-    check_rank("lengths", lengths, 1, "(batch,)")
+    _check_lengths(lengths)
     longest = int(lengths.max()) if len(lengths) else 0
     max_length = longest if max_length is None else max_length
     if max_length < longest:
         raise ValueError(f"max_length ({max_length}) is shorter than the longest sequence in lengths ({longest})")
-    if len(lengths) and int(lengths.min()) < 0:
-        raise ValueError(f"lengths must be non-negative, got minimum {int(lengths.min())}")
     positions = torch.arange(max_length, device=lengths.device)  # (max_length,)
     return positions[None, :] < lengths[:, None]  # (batch, max_length)
 
 
+def _check_lengths(lengths: torch.Tensor) -> None:
+    check_rank("lengths", lengths, 1, "(batch,)")
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
+        raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+    if len(lengths) and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be non-negative, got minimum {int(lengths.min())}")
+
+
 def unpad(padded: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
     """Undo ``pad_batch``: the list of (length_b, ...) sequences."""
-    check_rank("lengths", lengths, 1, "(batch,)")
+    _check_lengths(lengths)
     check_tensor("padded", padded)
     if padded.dim() < 2 or padded.shape[0] != len(lengths):
         raise ValueError(
             f"padded must be (batch, time, ...) with batch = len(lengths) = {len(lengths)}, "
             f"got shape {tuple(padded.shape)}"
+        )
+    if len(lengths) and int(lengths.max()) > padded.shape[1]:
+        raise ValueError(
+            f"lengths has a maximum of {int(lengths.max())}, longer than padded's time dimension "
+            f"(shape {tuple(padded.shape)})"
         )
     return [row[:length] for row, length in zip(padded, lengths.tolist(), strict=True)]
 
@@ -72,13 +90,16 @@ class PairBatch:
 
     @property
     def source_mask(self) -> torch.Tensor:
+        """(batch, source_time) bool, True at real source tokens."""
         return lengths_to_mask(self.source_lengths, self.source.shape[1])  # (batch, source_time)
 
     @property
     def target_mask(self) -> torch.Tensor:
+        """(batch, target_time) bool, True at real target tokens."""
         return lengths_to_mask(self.target_lengths, self.target.shape[1])  # (batch, target_time)
 
     def to(self, device: torch.device | str) -> PairBatch:
+        """The same batch with every tensor on ``device``."""
         return PairBatch(**{field.name: getattr(self, field.name).to(device) for field in fields(self)})
 
 
@@ -114,5 +135,9 @@ def next_token_pairs(ids: torch.Tensor, length: int, step: int | None = None) ->
     inside a window. ``step`` defaults to ``length`` (windows that do not overlap).
     """
     check_rank("ids", ids, 1, "(time,)")
-    windows = sliding_windows(ids, length + 1, step or length)  # (num_windows, length + 1)
+    if not 1 <= length < len(ids):
+        raise ValueError(f"length must be between 1 and len(ids) - 1 = {len(ids) - 1}, got {length}")
+    if step is not None and step < 1:
+        raise ValueError(f"step must be at least 1 or None, got {step}")
+    windows = sliding_windows(ids, length + 1, step if step is not None else length)  # (num_windows, length + 1)
     return windows[:, :-1], windows[:, 1:]

@@ -23,11 +23,13 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _check_sizes(num_examples: int, length: int, vocab_size: int | None = None, min_length: int = 1) -> None:
+def _check_sizes(
+    num_examples: int, length: int, vocab_size: int | None = None, min_length: int = 1, length_name: str = "length"
+) -> None:
     if num_examples < 1:
         raise ValueError(f"num_examples must be at least 1, got {num_examples}")
     if length < min_length:
-        raise ValueError(f"length must be at least {min_length}, got {length}")
+        raise ValueError(f"{length_name} must be at least {min_length}, got {length}")
     if vocab_size is not None and vocab_size < 2:
         raise ValueError(f"vocab_size must be at least 2 (id 0 is reserved for padding), got {vocab_size}")
 
@@ -56,7 +58,7 @@ def recall_task(num_examples: int, lag: int, vocab_size: int = 10, seed: int = 0
     inputs: (num_examples, lag + 1) ids, the token to recall followed by ``lag`` random distractors;
     targets: (num_examples,) the first token. Chance accuracy is 1 / (vocab_size - 1).
     """
-    _check_sizes(num_examples, lag, vocab_size, min_length=0)
+    _check_sizes(num_examples, lag, vocab_size, min_length=0, length_name="lag")
     tokens = _random_tokens(num_examples, lag + 1, vocab_size, seed)
     return Examples(tokens, tokens[:, 0].clone())
 

@@ -41,7 +41,7 @@ def _co2() -> Series:
 
     frame = co2.load_pandas().data["co2"].interpolate()  # 59 missing weeks, filled linearly
     index = frame.index
-    time = index.year + (index.dayofyear - 1) / np.where(index.is_leap_year, 366, 365)
+    time = index.year + (index.day_of_year - 1) / np.where(index.is_leap_year, 366, 365)
     return Series(
         name="co2",
         time=np.asarray(time, np.float64),
@@ -69,12 +69,15 @@ class Standardizer:
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Standardizer:
+        """Mean and standard deviation of ``values`` (a constant series gets scale 1)."""
         if len(values) < 2:
             raise ValueError(f"values must hold at least 2 observations to fit a scale, got {len(values)}")
         return cls(float(np.mean(values)), float(np.std(values)) or 1.0)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scale ``values`` to the standard units."""
         return (values - self.mean) / self.std
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Map standardized values (e.g. a forecast) back to the series' units."""
         return values * self.std + self.mean

@@ -26,10 +26,12 @@ class CharTokenizer:
     """Split text into characters; joining them gives the text back exactly."""
 
     def tokenize(self, text: str) -> list[str]:
+        """One token per character."""
         _check_text(text)
         return list(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
+        """Concatenate the characters."""
         return "".join(tokens)
 
 
@@ -48,10 +50,12 @@ class WordTokenizer:
         self.lowercase = lowercase
 
     def tokenize(self, text: str) -> list[str]:
+        """Words (keeping inner apostrophes) and single punctuation marks, lowercased unless told otherwise."""
         _check_text(text)
         return self._TOKEN.findall(text.lower() if self.lowercase else text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
+        """Join words with spaces, without a space before closing or after opening punctuation."""
         text = " ".join(tokens)
         return self._SPACE_AFTER_OPEN.sub(r"\1", self._SPACE_BEFORE_PUNCT.sub(r"\1", text))
 
@@ -118,15 +122,17 @@ class Vocab:
 
     @property
     def pad_id(self) -> int:
+        """Id of ``<pad>``: always 0."""
         return 0
 
     @property
     def unk_id(self) -> int:
+        """Id of ``<unk>``: always 1."""
         return 1
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         """Map tokens to ids; tokens outside the table become ``<unk>``."""
-        if isinstance(tokens, str) and len(tokens) != 1:
+        if isinstance(tokens, str):
             raise TypeError("tokens must be a sequence of tokens, got a str: tokenize the text first")
         return [self.token_to_id.get(token, self.unk_id) for token in tokens]
 
@@ -135,7 +141,12 @@ class Vocab:
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(f"ids must be 1-dimensional (time,), got shape {tuple(ids.shape)}")
+            if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+                raise TypeError(f"ids must hold integers, got dtype {ids.dtype}")
             ids = ids.tolist()
+        not_ints = [index for index in ids if not isinstance(index, int) or isinstance(index, bool)]
+        if not_ints:
+            raise TypeError(f"ids must hold integers, got {not_ints[:5]!r}")
         out_of_range = [index for index in ids if not 0 <= index < len(self)]
         if out_of_range:
             raise ValueError(

@@ -67,11 +67,6 @@ def test_plot_history_refuses_when_no_key_was_recorded():
         plot_history(make_history(), keys=("accuracy",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: plot_history creates its figure before checking the keys, so the error leaves an empty figure open "
-    "(shown under the traceback in Jupyter); validate first (plotting.py:23-26)",
-)
 def test_plot_history_error_leaves_no_figure_behind():
     before = plt.get_fignums()
     with pytest.raises(ValueError, match=r"none of keys"):

@@ -50,23 +50,6 @@ OBJECTS = public_objects()
 METHODS = public_methods()
 
 # Public methods that have no docstring yet: each test below fails on purpose until the docstring is written.
-UNDOCUMENTED = {
-    "companion.data.vocab.CharTokenizer.tokenize",
-    "companion.data.vocab.CharTokenizer.detokenize",
-    "companion.data.vocab.WordTokenizer.tokenize",
-    "companion.data.vocab.WordTokenizer.detokenize",
-    "companion.data.vocab.Vocab.pad_id",
-    "companion.data.vocab.Vocab.unk_id",
-    "companion.data.batching.PairBatch.source_mask",
-    "companion.data.batching.PairBatch.target_mask",
-    "companion.data.batching.PairBatch.to",
-    "companion.data.timeseries.Standardizer.fit",
-    "companion.data.timeseries.Standardizer.transform",
-    "companion.data.timeseries.Standardizer.inverse",
-    "companion.training.History.append",
-    "companion.training.History.keys",
-    "companion.training.History.last",
-}
 
 
 def missing_annotations(function) -> list[str]:
@@ -111,18 +94,7 @@ def test_public_function_or_class_has_a_docstring_and_type_hints(name):
         assert not missing_annotations(function), f"{name} lacks type hints for {missing_annotations(function)}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason="public method without a docstring")]
-            if name in UNDOCUMENTED
-            else [],
-        )
-        for name in sorted(METHODS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_public_method_has_a_docstring_and_type_hints(name):
     function = METHODS[name]
     assert not missing_annotations(function), f"{name} lacks type hints for {missing_annotations(function)}"

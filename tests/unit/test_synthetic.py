@@ -125,11 +125,6 @@ def test_recall_task_with_no_lag_is_just_the_token():
     assert torch.equal(examples.targets, examples.inputs[:, 0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: recall_task(lag=-1) raises 'length must be at least 0, got -1': it names length, "
-    "which is not a parameter of recall_task, instead of lag",
-)
 def test_recall_task_names_a_bad_lag():
     with pytest.raises(ValueError, match=r"^lag must be at least 0, got -1$"):
         recall_task(3, -1)

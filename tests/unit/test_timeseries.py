@@ -52,11 +52,6 @@ def test_co2(co2):
     assert co2.values[-52:].mean() > co2.values[:52].mean() + 40  # the Keeling curve rises
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: timeseries.py:44 uses DatetimeIndex.dayofyear, deprecated in pandas 3 (Pandas4Warning) and removed "
-    "in pandas 4; use index.day_of_year",
-)
 def test_co2_uses_no_deprecated_pandas_api():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from companion.data import Examples, PairBatch
-from companion.training import History, Trainer, move_to
+from companion.training import History, Trainer, loss_on, move_to
 
 META = torch.device("meta")  # a device every machine has: moving to it proves a tensor was visited
 
@@ -274,8 +274,8 @@ def test_loss_on_hook_records_val_loss_in_eval_mode_without_gradients():
         seen.append((model.training, torch.is_grad_enabled()))
         return {"spy": torch.tensor(2.5)}
 
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), mse, device="cpu", progress=False)
-    trainer.hooks = [trainer.loss_on(valid), spy]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = Trainer(model, optimizer, mse, evaluate=[loss_on(valid, mse), spy], device="cpu", progress=False)
     history = trainer.fit(train, epochs=3)
     assert seen == [(False, False)] * 3
     assert model.training  # back in training mode afterwards
@@ -323,8 +323,7 @@ def test_eval_every_must_be_at_least_one():
 
 
 def test_loss_on_an_empty_loader_is_named():
-    trainer = trainer_for(linear())
-    trainer.hooks = [trainer.loss_on([], name="test_loss")]
+    trainer = trainer_for(linear(), evaluate=loss_on([], mse, name="test_loss"))
     with pytest.raises(ValueError, match=r"^the loader for 'test_loss' produced no batches$"):
         trainer.fit(fixed_batches(), epochs=1)
 
@@ -484,11 +483,6 @@ def test_loading_a_checkpoint_with_a_scheduler_into_a_trainer_without_one_is_ref
         trainer_for(linear()).load_checkpoint(tmp_path / "with.pt")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_checkpoint overwrites the model and optimizer before it checks the scheduler, so a refused "
-    "checkpoint still replaces the weights (training.py load_checkpoint: check first, then load)",
-)
 def test_a_refused_checkpoint_leaves_the_trainer_unchanged(tmp_path):
     make_trainer(seed=0).save_checkpoint(tmp_path / "with.pt")
     trainer = trainer_for(linear(seed=7))

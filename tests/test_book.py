@@ -68,7 +68,8 @@ def test_progress_bars_are_saved_as_widgets_rendered_by_the_sites_own_manager(si
 
 def test_notebooks_were_executed_and_show_their_figures(site: Path) -> None:
     html = page(site, "book/appendix/data")
-    assert "characters; licence: CC BY-SA 4.0" in html
+    assert "106 articles" in html
+    assert "licence: CC BY-SA 4.0" in html
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", html)) >= 3
 
 

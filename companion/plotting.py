@@ -44,8 +44,14 @@ def plot_heatmap(
     title: str | None = None,
     cmap: str = "viridis",
     colorbar: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Axes:
-    """Show a 2-D ``matrix`` (rows, columns), e.g. attention weights (queries, keys), with optional tick labels."""
+    """Show a 2-D ``matrix`` (rows, columns), e.g. attention weights (queries, keys), with optional tick labels.
+
+    ``vmin`` and ``vmax`` fix the colour scale, e.g. 0 and 1 for probabilities or masks, so that a matrix whose
+    entries are all equal is still drawn in the colour of its value.
+    """
     values = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if values.ndim != 2:
         raise ValueError(f"matrix must have 2 dimensions (rows, columns), got shape {values.shape}")
@@ -53,7 +59,7 @@ def plot_heatmap(
         if labels is not None and len(labels) != size:
             raise ValueError(f"{name} has {len(labels)} labels but matrix {values.shape} needs {size}")
     ax = ax or plt.subplots(figsize=(0.4 * values.shape[1] + 2, 0.4 * values.shape[0] + 1.5))[1]
-    image = ax.imshow(values, cmap=cmap, aspect="auto")
+    image = ax.imshow(values, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
     if x_labels is not None:
         ax.set_xticks(range(len(x_labels)), x_labels, rotation=90)
     if y_labels is not None:

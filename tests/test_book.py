@@ -63,7 +63,10 @@ def test_progress_bars_are_saved_as_widgets_rendered_by_the_sites_own_manager(si
     assert "_static/vendor/require-config.js" in html
     manager = site / "_static/vendor/@jupyter-widgets/html-manager/dist"
     assert f"{manager.relative_to(site)}/embed-amd.js" in html
-    assert any(manager.glob("*.woff2")), "the widget manager's icon fonts are missing"
+    fonts = {font.name for font in manager.glob("*.woff2")}
+    assert fonts, "the widget manager's icon fonts are missing"
+    # ... and also where the bundled base and controls modules look for them
+    assert fonts <= {font.name for font in manager.parent.parent.glob("*.woff2")}
 
 
 def test_notebooks_were_executed_and_show_their_figures(site: Path) -> None:

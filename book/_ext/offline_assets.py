@@ -65,6 +65,16 @@ def copy_assets(app: Sphinx, exception: Exception | None) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, target)
     shutil.copy2(REQUIRE_CONFIG, vendor / REQUIRE_CONFIG.name)
+    _copy_widget_fonts(vendor / "@jupyter-widgets")
+
+
+def _copy_widget_fonts(scope: Path) -> None:
+    # The bundled @jupyter-widgets/base and /controls modules derive their
+    # public path from their own module names, so they look for the icon
+    # fonts in @jupyter-widgets/ rather than in html-manager/dist/.
+    for font in (scope / "html-manager" / "dist").iterdir():
+        if font.suffix in {".woff2", ".woff", ".ttf", ".eot", ".svg"}:
+            shutil.copy2(font, scope / font.name)
 
 
 def setup(app: Sphinx) -> dict:

@@ -119,3 +119,10 @@ def test_plot_heatmap_refuses_the_wrong_number_of_labels():
         plot_heatmap(torch.zeros(2, 4), x_labels=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"^y_labels has 1 labels but matrix \(2, 4\) needs 2$"):
         plot_heatmap(torch.zeros(2, 4), y_labels=["a"])
+
+
+def test_plot_heatmap_fixed_scale_draws_a_constant_matrix_in_its_own_colour():
+    ax = plot_heatmap(torch.ones(2, 3), vmin=0, vmax=1, cmap="Greys", colorbar=False)
+    image = ax.images[0]
+    assert image.get_clim() == (0, 1)
+    assert np.allclose(image.to_rgba(1.0), image.cmap(1.0))  # black for Greys, not the colour of the minimum

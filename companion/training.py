@@ -140,17 +140,17 @@ class Trainer:
     def _train_epoch(self, loader: Iterable, bar: tqdm) -> dict[str, float]:
         self.model.train()
         start = time.perf_counter()
-        loss_sum, norm_sum, steps = 0.0, 0.0, 0
+        # The loss value is the one host-device synchronisation per step; gradient norms are summed on the device.
+        loss_sum, norm_sum, steps = 0.0, torch.zeros((), device=self.device), 0
         for batch in loader:
             loss = self.loss_fn(self.model, move_to(batch, self.device))
-            self._check_loss(loss, steps)
+            loss_sum += self._checked_value(loss, steps)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm_sum += self._clip_and_measure()
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-            loss_sum += loss.item()
             steps += 1
             bar.update()
         if steps == 0:
@@ -158,24 +158,27 @@ class Trainer:
         return {
             "epoch": self.epoch + 1,
             "train_loss": loss_sum / steps,
-            "grad_norm": norm_sum / steps,
+            "grad_norm": norm_sum.item() / steps,
             "seconds": time.perf_counter() - start,
         }
 
-    def _check_loss(self, loss: torch.Tensor, step: int) -> None:
+    def _checked_value(self, loss: torch.Tensor, step: int) -> float:
+        """The loss as a float, after checking that it is a finite scalar tensor."""
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
-        if not torch.isfinite(loss):
+        value = loss.item()
+        if not math.isfinite(value):
             raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {self.epoch + 1}, step {step + 1}; "
+                f"loss is {value} at epoch {self.epoch + 1}, step {step + 1}; "
                 "try a smaller learning rate or clip_grad_norm"
             )
+        return value
 
-    def _clip_and_measure(self) -> float:
+    def _clip_and_measure(self) -> torch.Tensor:
         # clip_grad_norm_ returns the norm before clipping; with max_norm=inf it only measures it.
         max_norm = self.clip_grad_norm if self.clip_grad_norm is not None else math.inf
-        return float(nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        return nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).detach()
 
     def _run_hooks(self) -> dict[str, float]:
         metrics: dict[str, float] = {}

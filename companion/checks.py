@@ -25,6 +25,12 @@ def check_tensor(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
+def check_integer_dtype(name: str, tensor: torch.Tensor) -> None:
+    """Raise ``TypeError`` unless ``tensor`` holds integers (ids, lengths): floats would silently round."""
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool or tensor.is_complex():
+        raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
+
+
 def check_same_size(name: str, tensor: torch.Tensor, dim: int, other_name: str, size: int) -> None:
     """Raise ``ValueError`` unless ``tensor.shape[dim] == size`` (the matching size of ``other_name``)."""
     if tensor.shape[dim] != size:

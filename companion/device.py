@@ -20,13 +20,13 @@ def pick_device(preferred: str | None = None) -> torch.device:
         return _checked_device(preferred)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if _mps_available():
+    if mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
 
-def _mps_available() -> bool:
-    """Whether this PyTorch build has Apple's MPS backend and the machine can use it."""
+def mps_available() -> bool:
+    """Whether this PyTorch build has Apple's MPS backend and the machine can use it (the Trainer asks too)."""
     mps = getattr(torch.backends, "mps", None)
     return bool(mps and mps.is_available())
 
@@ -39,7 +39,7 @@ def _checked_device(name: str) -> torch.device:
     available = {
         "cpu": True,
         "cuda": torch.cuda.is_available(),
-        "mps": _mps_available(),
+        "mps": mps_available(),
     }
     if not available.get(device.type, False):
         raise ValueError(f"preferred device {name!r} is not available on this machine")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from companion.device import _mps_available, pick_device
+from companion.device import mps_available, pick_device
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
@@ -202,7 +202,7 @@ class Trainer:
             "history": self.history.records,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "rng_mps": torch.mps.get_rng_state() if _mps_available() else None,
+            "rng_mps": torch.mps.get_rng_state() if mps_available() else None,
         }
         torch.save(state, Path(path))
 
@@ -219,7 +219,7 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"].cpu())
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([rng.cpu() for rng in state["rng_cuda"]])
-        if state["rng_mps"] is not None and _mps_available():
+        if state["rng_mps"] is not None and mps_available():
             torch.mps.set_rng_state(state["rng_mps"].cpu())
 
 

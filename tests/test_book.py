@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
@@ -27,17 +26,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output / "_build" / "html"
 
 
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
-
-
 def page(site: Path, name: str) -> str:
     return (site / f"{name}.html").read_text()
 
 
-def test_every_toc_page_is_built(site: Path) -> None:
-    for name in toc_pages():
+def test_every_toc_page_is_built(site: Path, toc_pages: list[str]) -> None:
+    for name in toc_pages:
         assert (site / f"{name}.html").is_file(), name
 
 
@@ -76,9 +70,9 @@ def test_notebooks_were_executed_and_show_their_figures(site: Path) -> None:
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", html)) >= 3
 
 
-def test_execution_times_table_lists_every_notebook(site: Path) -> None:
+def test_execution_times_table_lists_every_notebook(site: Path, toc_pages: list[str]) -> None:
     html = page(site, "book/appendix/reproducibility")
-    for name in toc_pages():
+    for name in toc_pages:
         if (ROOT / f"{name}.ipynb").exists():
             assert name.replace("book/", "", 1) in html or name in html, name
     assert "exec-table" in html or "Run Time" in html or "Runtime" in html

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from companion.checks import check_not_empty, check_rank, check_tensor
+from companion.checks import check_integer_dtype, check_not_empty, check_rank, check_tensor
 
 TokenIds = Sequence[int] | torch.Tensor
 
@@ -56,8 +56,7 @@ def lengths_to_mask(lengths: torch.Tensor, max_length: int | None = None) -> tor
 
 def _check_lengths(lengths: torch.Tensor) -> None:
     check_rank("lengths", lengths, 1, "(batch,)")
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
-        raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+    check_integer_dtype("lengths", lengths)
     if len(lengths) and int(lengths.min()) < 0:
         raise ValueError(f"lengths must be non-negative, got minimum {int(lengths.min())}")
 

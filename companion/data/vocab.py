@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from companion.checks import check_integer_dtype
+
 PAD = "<pad>"
 UNK = "<unk>"
 BOS = "<bos>"
@@ -141,8 +143,7 @@ class Vocab:
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(f"ids must be 1-dimensional (time,), got shape {tuple(ids.shape)}")
-            if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-                raise TypeError(f"ids must hold integers, got dtype {ids.dtype}")
+            check_integer_dtype("ids", ids)
             ids = ids.tolist()
         not_ints = [index for index in ids if not isinstance(index, int) or isinstance(index, bool)]
         if not_ints:

@@ -19,11 +19,12 @@ NOTEBOOK_FOLDERS = ("book", "exercises")
 
 # The first cell of every notebook (tagged remove-cell, so the book hides it): on Colab it installs the companion.
 COLAB_CELL = """\
-# On Colab, install the companion package (locally and on Binder it is there).
+# On Colab, install the companion and d2l (locally they are there).
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install --quiet "rnn-to-transformer @ git+https://github.com/rnn-to-transformer/course\""""
+    %pip install --quiet "rnn-to-transformer @ git+https://github.com/rnn-to-transformer/course"
+    %pip install --quiet --no-deps d2l==1.0.3  # keep Colab's numpy"""
 
 
 def tracked_notebooks() -> list[Path]:

@@ -84,7 +84,7 @@ class RNNCell(nn.Module):
         if self.bias_ih is not None:
             from_input = from_input + self.bias_ih
             from_memory = from_memory + self.bias_hh
-        # Squash their sum into (-1, 1): the new state mixes the new input with what was remembered.
+        # Squash their sum (tanh: into (-1, 1)): the new state mixes the new input with what was remembered.
         return NONLINEARITIES[self.nonlinearity](from_input + from_memory)  # (B, H)
 
     @classmethod

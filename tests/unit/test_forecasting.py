@@ -71,6 +71,16 @@ def test_forecaster_shapes(batch, time, horizon, num_layers):
     assert model(torch.randn(batch, time)).shape == (batch, horizon)
 
 
+@pytest.fixture
+def one_thread():
+    """A model this small gains nothing from a second thread, and loses much when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_forecaster_learns_a_sine_wave_with_the_trainer():
     generator = seed_everything(0)
     series = torch.sin(torch.arange(300, dtype=torch.float32) * 2 * torch.pi / 12)  # period 12

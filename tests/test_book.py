@@ -4,26 +4,14 @@ execution-time table, and math and widgets that work offline (no script or style
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 EXTERNAL_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]+\"[^>]*>")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("book")
-    command = [JUPYTER_BOOK, "build", ROOT, "--path-output", output, "--all", "--warningiserror", "--keep-going"]
-    result = subprocess.run([str(part) for part in command], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return output / "_build" / "html"
 
 
 def page(site: Path, name: str) -> str:
@@ -43,11 +31,12 @@ def test_no_page_loads_scripts_or_styles_from_another_host(site: Path) -> None:
 
 def test_math_is_rendered_by_the_sites_own_mathjax(site: Path) -> None:
     data_page = page(site, "book/appendix/data")
-    assert "_static/vendor/mathjax/tex-mml-chtml.js" in data_page
+    assert "_static/vendor/mathjax/tex-chtml.js" in data_page
     assert r"\mathcal{U}" in data_page  # the TeX is on the page, for MathJax to typeset
-    fonts = site / "_static/vendor/mathjax/output/chtml/fonts/woff-v2"
-    assert (site / "_static/vendor/mathjax/tex-mml-chtml.js").is_file()
-    assert any(fonts.glob("*.woff"))
+    mathjax = site / "_static/vendor/mathjax"
+    assert (mathjax / "tex-chtml.js").is_file()
+    assert any((mathjax / "output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert (mathjax / "input/tex/extensions/boldsymbol.js").is_file()  # autoloaded when a page uses \boldsymbol
 
 
 def test_progress_bars_are_saved_as_widgets_rendered_by_the_sites_own_manager(site: Path) -> None:
@@ -61,6 +50,24 @@ def test_progress_bars_are_saved_as_widgets_rendered_by_the_sites_own_manager(si
     assert fonts, "the widget manager's icon fonts are missing"
     # ... and also where the bundled base and controls modules look for them
     assert fonts <= {font.name for font in manager.parent.parent.glob("*.woff2")}
+
+
+def test_site_ships_only_the_vendor_files_pages_load(site: Path) -> None:
+    vendor = site / "_static/vendor"
+    shipped = {path.relative_to(vendor).as_posix() for path in vendor.rglob("*") if path.is_file()}
+    unused = {"mathjax/tex-mml-chtml.js", "mathjax/input/tex/extensions/all-packages.js"}
+    unused |= {f"@jupyter-widgets/html-manager/dist/{name}" for name in ("embed.js", "libembed-amd.js")}
+    assert not unused & shipped
+    assert not {name for name in shipped if name.startswith(("mathjax/sre/", "mathjax/a11y/", "mathjax/output/svg"))}
+    assert not {name for name in shipped if name.startswith("@jupyter-widgets/") and name.endswith((".eot", ".ttf"))}
+    size = sum(path.stat().st_size for path in vendor.rglob("*") if path.is_file())
+    assert size < 8_000_000, f"_static/vendor holds {size / 1e6:.1f} MB"
+
+
+def test_no_page_configures_thebe_from_a_cdn(site: Path) -> None:
+    # thebe is off (_config.yml), so book/_ext/offline_assets.py leaves sphinx-thebe's scripts out of every page
+    for html in site.rglob("*.html"):
+        assert "THEBE_JS_URL" not in html.read_text(), html.relative_to(site)
 
 
 def test_notebooks_were_executed_and_show_their_figures(site: Path) -> None:

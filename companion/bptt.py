@@ -158,6 +158,42 @@ def gradient_norms(
     return per_example.mean(dim=1).flip(0).cpu()  # index by distance n = T - t
 
 
+def manual_bptt(
+    rnn: nn.RNN, inputs: torch.Tensor, output_grads: torch.Tensor, h0: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Backpropagation through time written out: the gradients of a loss from its gradients at the outputs.
+
+    inputs: (B, T, D); output_grads: (B, T, H), ``dL/dh_t`` through the loss's direct use of each output h_t
+    (t = 1 .. T); h0: (B, H), zeros if None. Walks back from t = T to 1 carrying ``delta = dL/dh_t``, the gradient
+    through all later steps, and returns ``weight_ih_l0`` (H, D), ``weight_hh_l0`` (H, H), ``bias_ih_l0`` and
+    ``bias_hh_l0`` (H,) (the same names as ``rnn``'s parameters) and ``h0`` (B, H). They equal what autograd gives
+    for ``L = (rnn(inputs, h0)[0] * output_grads).sum()``.
+    """
+    check_rank("output_grads", output_grads, 3, "(batch, time, hidden)")
+    with torch.no_grad():
+        states = unroll(rnn, inputs, h0)  # T + 1 tensors, each (B, H)
+        for dim, other, size in ((0, "inputs", inputs.shape[0]), (1, "inputs (time)", inputs.shape[1])):
+            check_same_size("output_grads", output_grads, dim, other, size)
+        check_same_size("output_grads", output_grads, 2, "rnn.hidden_size", rnn.hidden_size)
+        weight_hh = rnn.weight_hh_l0
+        grads = {name: torch.zeros_like(parameter) for name, parameter in rnn.named_parameters()}
+        delta = torch.zeros_like(states[0])  # (B, H): dL/dh_t through steps after t
+        for t in range(inputs.shape[1], 0, -1):
+            # Add the loss's own use of h_t to what flows back from later steps.
+            delta = delta + output_grads[:, t - 1]
+            # Through the tanh: tanh'(z) = 1 - tanh(z)^2 = 1 - h_t^2.
+            pre = delta * (1 - states[t] ** 2)  # (B, H): dL/dz_t
+            # Each weight was used at every step, so its gradient is a sum over steps.
+            grads["weight_hh_l0"] += pre.T @ states[t - 1]
+            grads["weight_ih_l0"] += pre.T @ inputs[:, t - 1]
+            grads["bias_ih_l0"] += pre.sum(0)
+            grads["bias_hh_l0"] += pre.sum(0)
+            # Through W_h to the previous state: one more factor of the Jacobian product.
+            delta = pre @ weight_hh  # (B, H): dL/dh_{t-1}
+        grads["h0"] = delta
+    return grads
+
+
 class Chunk(NamedTuple):
     """``chunk_length`` consecutive steps of a stream; ``start`` is the position of its first step in the stream."""
 

@@ -69,12 +69,16 @@ def rnn_with_radius(
 ) -> nn.RNN:
     """A one-layer, batch-first ``nn.RNN`` (tanh) whose ``weight_hh_l0`` is ``recurrent_matrix(...)``.
 
-    The other weights keep PyTorch's initialisation; the biases are set to zero so that a zero input keeps a
+    ``weight_ih_l0`` (H, D) is drawn as PyTorch draws it, from U(-1/sqrt(H), 1/sqrt(H)), but from ``generator``,
+    so that the same generator seed gives the same network; the biases are zero, so that a zero input keeps a
     zero state at zero (the linear regime of tanh).
     """
     rnn = nn.RNN(input_size, hidden_size, batch_first=True)
+    bound = 1 / math.sqrt(hidden_size)
     with torch.no_grad():
         rnn.weight_hh_l0.copy_(recurrent_matrix(hidden_size, spectral_radius, kind, generator))
+        uniform = torch.rand(hidden_size, input_size, generator=generator)  # (H, D) in [0, 1)
+        rnn.weight_ih_l0.copy_((2 * uniform - 1) * bound)
         rnn.bias_ih_l0.zero_()
         rnn.bias_hh_l0.zero_()
     return rnn

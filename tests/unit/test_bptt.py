@@ -248,3 +248,13 @@ def test_manual_bptt_bad_input_is_named() -> None:
         manual_bptt(rnn, torch.randn(2, 6, 3), torch.randn(2, 6, 4))
     with pytest.raises(ValueError, match="output_grads has size 5 in dimension 1"):
         manual_bptt(rnn, torch.randn(2, 6, 3), torch.randn(2, 5, 5))
+
+
+def test_rnn_with_radius_is_determined_by_its_generator() -> None:
+    first = rnn_with_radius(3, 8, 0.9, generator=generator(5))
+    torch.manual_seed(123)  # the global stream must not matter
+    second = rnn_with_radius(3, 8, 0.9, generator=generator(5))
+    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert first.weight_ih_l0.abs().max() <= 1 / math.sqrt(8)
+    assert torch.count_nonzero(first.bias_hh_l0) == 0

@@ -46,3 +46,15 @@ def _checked_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"preferred device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def small_model_threads(device: torch.device) -> int:
+    """On the CPU, run PyTorch on one thread, and return the thread count now in force.
+
+    The chapters' models are small: a second thread saves little on them, and when other programs share the
+    cores (a laptop, a CI machine) threads that wait for each other made training up to 20 times slower in our
+    measurements. Larger models on a GPU are unaffected: on CUDA or MPS this changes nothing.
+    """
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    return torch.get_num_threads()

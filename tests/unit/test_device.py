@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import companion
-from companion.device import DEVICE_ENV_VAR, pick_device
+from companion.device import DEVICE_ENV_VAR, pick_device, small_model_threads
 
 pytestmark = pytest.mark.usefixtures("no_course_device")
 
@@ -102,3 +102,21 @@ def test_unknown_device_name(name):
 def test_a_real_but_unsupported_device_type_is_refused():
     with pytest.raises(ValueError, match=r"preferred device 'meta' is not available"):
         pick_device("meta")
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_small_models_run_on_one_cpu_thread(restore_threads):
+    torch.set_num_threads(2)
+    assert small_model_threads(torch.device("cpu")) == 1
+    assert torch.get_num_threads() == 1
+
+
+def test_small_model_threads_leaves_accelerators_alone(restore_threads):
+    torch.set_num_threads(2)
+    assert small_model_threads(torch.device("cuda")) == 2

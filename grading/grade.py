@@ -325,7 +325,9 @@ def grade_submission(student: str, exercise: Exercise, path: Path, limits: Limit
                 if session.gone is not None:
                     break
             if session.gone is not None:
-                add(question, 0.0, session.gone.status, session.gone.detail, results)
+                # A question that filled the memory and then ran out of time is reported as the memory problem.
+                status = "memory" if session.memory_hit and session.gone.status == "timeout" else session.gone.status
+                add(question, 0.0, status, session.gone.detail, results)
                 continue
             points = sum(test.points for test, result in zip(question.tests, results, strict=True) if result["passed"])
             status = "passed" if points == question.max_points else "partial" if points > 0 else "failed"

@@ -93,8 +93,11 @@ def _run_cells(cells: list[str], namespace: dict) -> list[dict]:
 
 
 def _error(error: BaseException) -> dict:
-    frames = traceback.format_exception(error)
-    return {"ok": False, "error": type(error).__name__, "message": str(error)[:2000], "trace": "".join(frames)[-3000:]}
+    try:
+        trace = "".join(traceback.format_exception(error))[-3000:]
+    except MemoryError:  # the frames still hold what filled the memory
+        trace = ""
+    return {"ok": False, "error": type(error).__name__, "message": str(error)[:2000], "trace": trace}
 
 
 def main() -> None:
@@ -121,6 +124,10 @@ def main() -> None:
             return
         try:
             reply = _serve(request, received, namespace, graphs, torch)
+        except Exception as error:
+            reply = _error(error)
+        # Leaving the except block freed the failed call's frames (a memory bomb's hoard with them).
+        try:
             message = wire.encode(reply)[0]
         except Exception as error:
             message = wire.encode(_error(error))[0]

@@ -66,8 +66,9 @@ print("q2 results: All test cases passed!")
 print("Total: 13/13 (100%)")
 grader.check = lambda *args, **kwargs: print("All test cases passed!")
 """
-MEMORY_BOMB = "hog = []\nwhile True:\n    hog.append(bytearray(256 * 1024**2))\n"
-# At top level the bomb runs inside a function, so its hoard is freed once MemoryError ends it.
+MEMORY_BOMB = "hog = []\nwhile True:\n    hog.append(bytearray(4 * 1024**3))\n"
+# 4 GiB at a time: over the 2 GiB cap at once (unbounded, it would fill the RAM).
+# At top level it runs in a function, so its hoard is freed once MemoryError ends it.
 TOP_BOMB = "def bomb():\n" + "\n".join("    " + line for line in MEMORY_BOMB.splitlines()) + "\n\n\nbomb()\n"
 
 

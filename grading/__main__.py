@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--load-seconds", type=float, default=60.0, help="time to run the notebook's cells")
     grade.add_argument("--question-seconds", type=float, default=20.0, help="time for one question's tests")
     grade.add_argument("--submission-seconds", type=float, default=300.0, help="time for a whole submission")
+    grade.add_argument(
+        "--hide",
+        type=Path,
+        action="append",
+        default=[],
+        help="another folder the workers must not see (other copies of the course, old gradebooks); repeatable",
+    )
     grade.add_argument("--memory-mb", type=int, default=2048, help="memory cap of a worker (RLIMIT_DATA)")
     args = parser.parse_args(argv)
 
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(args.load_seconds, args.question_seconds, args.submission_seconds, args.memory_mb * 1024**2)
     out = args.out or args.submissions.resolve().parent / "gradebook"
     print(f"sandbox: {isolation()[1]}", file=sys.stderr)
-    reports = grade_folder(args.submissions, args.autograders, out, limits, args.jobs)
+    reports = grade_folder(args.submissions, args.autograders, out, limits, args.jobs, args.hide)
     statuses = Counter(row.status for report in reports for row in report.rows)
     print(f"graded {len(reports)} submissions into {out}/gradebook.csv and .json; statuses: {dict(statuses)}")
     return 0

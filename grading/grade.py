@@ -18,6 +18,7 @@ import csv
 import inspect
 import json
 import re
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-from grading.sandbox import Limits, StudentError, Worker, WorkerGone, isolation
+from grading.sandbox import ROOT, Limits, StudentError, Worker, WorkerGone, isolation
 
 COLUMNS = ("student", "exercise", "question", "points", "max_points", "status")
 MAX_NOTEBOOK_BYTES = 20 * 1024**2
@@ -134,8 +135,8 @@ def read_code_cells(path: Path) -> list[str]:
 class Session:
     """The live worker of one submission, restarted after a question that killed it."""
 
-    def __init__(self, cells: list[str], names: list[str], limits: Limits) -> None:
-        self.cells, self.names, self.limits = cells, names, limits
+    def __init__(self, cells: list[str], names: list[str], limits: Limits, hidden: tuple[str, ...] = ()) -> None:
+        self.cells, self.names, self.limits, self.hidden = cells, names, limits, hidden
         self.deadline = time.monotonic() + limits.submission_seconds
         self.question_deadline = self.deadline
         self.worker: Worker | None = None
@@ -153,7 +154,7 @@ class Session:
             if remaining <= 0:
                 raise WorkerGone("timeout", "the submission's time limit is spent")
             load_limits = replace(limits, load_seconds=min(limits.load_seconds, remaining))
-            self.worker = Worker(self.cells, self.names, load_limits)
+            self.worker = Worker(self.cells, self.names, load_limits, self.hidden)
             self.load_seconds.append(round(self.worker.load_seconds, 3))
             self.cell_errors = self.worker.cell_errors
         return self.worker
@@ -280,8 +281,10 @@ class Report:
     output_tail: str = ""
 
 
-def grade_submission(student: str, exercise: Exercise, path: Path, limits: Limits) -> Report:
-    """Grade one notebook against ``exercise``'s trusted tests."""
+def grade_submission(
+    student: str, exercise: Exercise, path: Path, limits: Limits, hidden: tuple[str, ...] = ()
+) -> Report:
+    """Grade one notebook against ``exercise``'s trusted tests; ``hidden``: paths its worker must not see."""
     started = time.monotonic()
     report = Report(student, exercise.name, [])
 
@@ -297,7 +300,7 @@ def grade_submission(student: str, exercise: Exercise, path: Path, limits: Limit
         for question in exercise.questions:
             add(question, 0.0, "invalid", str(error))
         return report
-    session = Session(cells, exercise.names, limits)
+    session = Session(cells, exercise.names, limits, hidden)
     try:
         for question in exercise.questions:
             try:
@@ -350,18 +353,57 @@ def find_submissions(folder: Path) -> list[tuple[str, str, Path]]:
     return found
 
 
+def git_folders(root: Path) -> list[Path]:
+    """The git folders of a checkout: ``.git``, and for a worktree the folder it points to and the shared one."""
+    found, dot_git = [root / ".git"], root / ".git"
+    if dot_git.is_file() and dot_git.read_text().startswith("gitdir:"):
+        git_dir = (root / dot_git.read_text().split(":", 1)[1].strip()).resolve()
+        found.append(git_dir)
+        common = git_dir / "commondir"
+        if common.is_file():
+            found.append((git_dir / common.read_text().strip()).resolve())
+    return found
+
+
+def hidden_paths(submissions: Path, autograders: Path, out: Path, extra: list[Path] = ()) -> tuple[str, ...]:
+    """What a worker must not see: the masters (solutions), the builds and the autograders (hidden tests), the git
+    history, every submission and the gradebook, plus ``extra``. Raises ValueError if that would hide the code the
+    worker itself runs (the repository's ``grading`` package, the Python environment)."""
+    paths = [ROOT / "exercises", ROOT / "_build", *git_folders(ROOT), autograders, submissions, out, *extra]
+    resolved = sorted({str(Path(path).resolve()) for path in paths})
+    needed = [str(ROOT / "grading"), sys.prefix, sys.base_prefix, sys.executable]
+    for path in resolved:
+        for need in needed:
+            if need == path or need.startswith(path.rstrip("/") + "/"):
+                raise ValueError(f"hiding {path} from the workers would hide {need}, which they run")
+    return tuple(resolved)
+
+
 def grade_folder(
-    submissions: Path, autograders: Path, out: Path, limits: Limits | None = None, jobs: int = 1
+    submissions: Path,
+    autograders: Path,
+    out: Path,
+    limits: Limits | None = None,
+    jobs: int = 1,
+    hide: list[Path] = (),
 ) -> list[Report]:
-    """Grade every submission under ``submissions`` and write ``gradebook.csv`` and ``gradebook.json`` to ``out``."""
+    """Grade every submission under ``submissions`` and write ``gradebook.csv`` and ``gradebook.json`` to ``out``.
+
+    The workers see none of ``hidden_paths(submissions, autograders, out, hide)`` where the jail is on; where it is
+    not, a warning goes to stderr and into the gradebook's ``sandbox`` field."""
     limits = limits or Limits()
+    out.mkdir(parents=True, exist_ok=True)  # exists before the workers start, so that it can be hidden
+    hidden = hidden_paths(submissions, autograders, out, list(hide))
+    _, words, jailed = isolation()
+    if not jailed:
+        print(f"WARNING: grading without the file-system jail: {words}", file=sys.stderr)
     exercises = load_autograders(autograders)  # read once, before any student code runs
     found = find_submissions(submissions)
     unknown = [str(path) for _, exercise, path in found if exercise not in exercises]
     tasks = [(student, exercises[exercise], path) for student, exercise, path in found if exercise in exercises]
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(lambda task: grade_submission(*task, limits), tasks))
+        reports = list(pool.map(lambda task: grade_submission(*task, limits, hidden), tasks))
     write_gradebook(reports, out, limits, unknown, time.monotonic() - started)
     return reports
 

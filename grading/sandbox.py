@@ -4,14 +4,17 @@ What is enforced (see the instructor page): a wall-clock deadline on every excha
 SIGKILL on expiry), a memory cap (``RLIMIT_DATA``, set inside the worker before student code runs, hard limit
 equal to the soft one), a cap on what it may write to its log file (``RLIMIT_FSIZE``), and, where available, no
 network, and its own PID namespace so that it can neither see nor signal the grader, plus a user namespace so
-that, even when the grader runs as root, the worker cannot raise its limits. On macOS ``sandbox-exec`` (when
-present) denies network access; the memory limit is not enforced there.
+that, even when the grader runs as root, the worker cannot raise its limits, plus a mount namespace in which
+:mod:`grading.jail` hides the solutions, the tests and the submissions, makes every file read-only and drops
+every capability. On macOS ``sandbox-exec`` (when present) denies network access and reading or writing the
+hidden folders; the memory limit is not enforced there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import platform
 import select
@@ -31,7 +34,6 @@ import torch
 from grading import wire
 
 ROOT = Path(__file__).resolve().parent.parent
-MACOS_PROFILE = "(version 1)(allow default)(deny network*)"
 
 
 class WorkerGone(Exception):
@@ -61,30 +63,79 @@ class Limits:
     submission_seconds: float = 300.0
     memory_bytes: int = 2 * 1024**3
     output_bytes: int = 16 * 1024**2
+    scratch_bytes: int = 64 * 1024**2
 
 
 @functools.cache
-def isolation() -> tuple[tuple[str, ...], str]:
-    """The command prefix that isolates a worker here, and a sentence saying what it enforces."""
+def isolation() -> tuple[tuple[str, ...], str, bool]:
+    """The command prefix that isolates a worker here, a sentence saying what it enforces, and whether the
+    file-system jail of :mod:`grading.jail` is on (checked by running it once, not assumed)."""
     if sys.platform.startswith("linux") and shutil.which("unshare"):
         namespaces = ("--net", "--pid", "--fork", "--kill-child")
+        jail = ("unshare", "--user", "--map-root-user", "--mount", *namespaces)
+        reason = _probe_jail(jail)
+        if reason is None:
+            words = (
+                "user, mount, network and PID namespaces via unshare; files read-only, solutions, tests and"
+                " submissions hidden, private /tmp, no capabilities"
+            )
+            return jail, f"Linux {platform.release()}: {words}", True
         for prefix, words in (
             (("unshare", "--user", "--map-root-user", *namespaces), "user, network and PID namespaces"),
             (("unshare", *namespaces), "network and PID namespaces (no user namespace)"),
         ):
             probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
             if probe.returncode == 0:
-                return prefix, f"Linux {platform.release()}: {words} via unshare"
-        return (), "Linux: unshare refused (no namespaces): network and signals to the grader NOT blocked"
+                return prefix, f"Linux {platform.release()}: {words} via unshare; {UNJAILED} ({reason})", False
+        return (
+            (),
+            f"Linux: unshare refused (no namespaces): network and signals to the grader NOT blocked; {UNJAILED}",
+            False,
+        )
     if sys.platform == "darwin" and shutil.which("sandbox-exec"):
-        return ("sandbox-exec", "-p", MACOS_PROFILE), "macOS: sandbox-exec denies network; memory cap not enforced"
-    return (), f"{sys.platform}: no isolation tool found: network NOT blocked"
+        words = "sandbox-exec denies network and the hidden folders; repository not read-only; memory cap not enforced"
+        return ("sandbox-exec",), f"macOS: {words}", False
+    return (), f"{sys.platform}: no isolation tool found: network NOT blocked; {UNJAILED}", False
+
+
+UNJAILED = "FILE SYSTEM NOT PROTECTED: student code can read the solutions, tests and other submissions and write files"
+
+
+def _probe_jail(prefix: tuple[str, ...]) -> str | None:
+    """None when the jail works under ``prefix``, else why not."""
+    parent = "/var/tmp" if os.access("/var/tmp", os.W_OK) else None  # outside /tmp, which the jail covers anyway
+    with tempfile.TemporaryDirectory(prefix="grading-probe-", dir=parent) as secret:
+        Path(secret, "solution").write_text("hidden")
+        code = (
+            f"import sys; sys.path.insert(0, {str(ROOT)!r}); from grading.jail import self_check;"
+            f" self_check({secret!r}, {str(ROOT)!r})"
+        )
+        try:
+            probe = subprocess.run(
+                [*prefix, sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+        if probe.returncode == 0 and probe.stdout.strip() == "jailed":
+            return None
+        return (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+
+
+def macos_profile(hidden: list[str], read_only: list[str]) -> str:
+    """A sandbox-exec profile: no network, no access to ``hidden``, no writes under ``read_only``."""
+    quoted = lambda paths: " ".join(f"(subpath {json.dumps(path)})" for path in paths)  # noqa: E731
+    profile = "(version 1)(allow default)(deny network*)"
+    if hidden:
+        profile += f"(deny file-read* file-write* {quoted(hidden)})"
+    if read_only:
+        profile += f"(deny file-write* {quoted(read_only)})"
+    return profile
 
 
 class Worker:
     """One sandboxed worker process holding one submission's code."""
 
-    def __init__(self, cells: list[str], names: list[str], limits: Limits) -> None:
+    def __init__(self, cells: list[str], names: list[str], limits: Limits, hidden: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.workdir = Path(tempfile.mkdtemp(prefix="grading-"))
         to_worker_r, self._to_worker = os.pipe()
@@ -103,11 +154,17 @@ class Worker:
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        prefix, _, jailed = isolation()
+        if jailed:
+            env["GRADING_JAIL"] = json.dumps({"hidden": list(hidden), "scratch_bytes": limits.scratch_bytes})
+        elif prefix[:1] == ("sandbox-exec",):
+            read_only = [str(ROOT), sys.prefix, sys.base_prefix]
+            prefix = (*prefix, "-p", macos_profile(list(hidden), read_only))
         bootstrap = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from grading.worker import main; main()"
         self.log_path = self.workdir / "output.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [*isolation()[0], sys.executable, "-I", "-c", bootstrap],
+                [*prefix, sys.executable, "-I", "-c", bootstrap],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

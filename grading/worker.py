@@ -101,8 +101,11 @@ def _error(error: BaseException) -> dict:
 
 
 def main() -> None:
-    """Apply the limits, load the submission, then serve calls until the grader closes the pipe."""
+    """Enter the file-system jail, apply the limits, load the submission, then serve calls until the pipe closes."""
     read_fd, write_fd = (int(fd) for fd in os.environ["GRADING_FDS"].split(","))
+    from grading.jail import enter_from_environment
+
+    enter_from_environment()  # before torch: one thread, and nothing of the student's has run
     _apply_limits()
     import torch
 

@@ -7,6 +7,7 @@ limits keep it fast; nothing here is timed (``python -m grading.benchmark`` meas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -17,8 +18,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from grading import sandbox
 from grading.build import build_all, find_leaks, hidden_tests, solution_lines
-from grading.grade import grade_folder, load_autograder
+from grading.grade import grade_folder, grade_submission, hidden_paths, load_autograder
 from grading.sandbox import Limits, isolation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +72,91 @@ MEMORY_BOMB = "hog = []\nwhile True:\n    hog.append(bytearray(4 * 1024**3))\n"
 # 4 GiB at a time: over the 2 GiB cap at once (unbounded, it would fill the RAM).
 # At top level it runs in a function, so its hoard is freed once MemoryError ends it.
 TOP_BOMB = "def bomb():\n" + "\n".join("    " + line for line in MEMORY_BOMB.splitlines()) + "\n\n\nbomb()\n"
+
+
+JAILED = isolation()[2]
+# Reads the master (its solution cells), the autograder's notebook and tests, the git history and another student's
+# submission, and defines every function it finds there: without the jail it scores full marks
+# (test_the_thief_would_win_without_the_jail), so its zero in the jail is the jail's doing.
+STEAL = """
+import json, os, subprocess
+
+SOURCES = {sources!r}
+GIT = {git!r}
+stolen = []
+for path in SOURCES:
+    try:
+        with open(path) as handle:
+            text = handle.read()
+        stolen.append(path)
+        cells = json.loads(text)["cells"] if path.endswith(".ipynb") else []
+    except Exception:
+        continue
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and source.startswith("def "):
+            try:
+                exec(source, globals())
+            except Exception:
+                pass
+try:
+    shown = subprocess.run(["git", "-C", GIT, "show", "HEAD:exercises/ch01-recurrence.ipynb"], capture_output=True)
+    for cell in json.loads(shown.stdout)["cells"]:
+        if cell["cell_type"] == "code" and "".join(cell["source"]).startswith("def "):
+            exec("".join(cell["source"]), globals())
+except Exception:
+    pass
+"""
+# Overwrites, deletes and adds files in the masters' folder, the autograder (a test that always passes) and
+# another submission (test_the_vandal_would_win_without_the_jail checks it does that outside the jail).
+VANDAL = """
+import os, shutil
+
+for path in {overwrite!r}:
+    try:
+        with open(path, "w") as handle:
+            handle.write("def test_anything(rnn_step):\\n    pass\\n")
+    except OSError:
+        pass
+for path in {delete!r}:
+    try:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    except OSError:
+        pass
+for folder in {add!r}:
+    try:
+        with open(os.path.join(folder, "planted.py"), "w") as handle:
+            handle.write("planted")
+    except OSError:
+        pass
+"""
+# Tries to uncover what the jail hides: umount (plain, lazy, the binary), a new user and mount namespace first,
+# a non-recursive bind of a folder that holds a hidden one, remounting read-write; then steals what it sees.
+UNMOUNT = """
+import ctypes, os, subprocess
+
+libc = ctypes.CDLL(None, use_errno=True)
+HIDDEN, ROOT = {hidden!r}, {root!r}
+for path in HIDDEN:
+    libc.umount2(path.encode(), 0)
+    libc.umount2(path.encode(), 2)
+    subprocess.run(["umount", "-l", path], capture_output=True)
+libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS: all capabilities there
+for path in HIDDEN:
+    libc.umount2(path.encode(), 2)
+    libc.mount(None, path.encode(), None, ctypes.c_ulong(32 | 4096), None)
+os.makedirs("/tmp/peek", exist_ok=True)
+libc.mount(ROOT.encode(), b"/tmp/peek", None, ctypes.c_ulong(4096), None)
+libc.mount(None, ROOT.encode(), None, ctypes.c_ulong(32 | 4096), None)
+for base in (ROOT, "/tmp/peek"):
+    path = os.path.join(base, "exercises", "ch01-recurrence.ipynb")
+    if os.path.exists(path):
+        import json
+
+        for cell in json.load(open(path))["cells"]:
+            if cell["cell_type"] == "code" and "".join(cell["source"]).startswith("def "):
+                exec("".join(cell["source"]), globals())
+"""
 
 
 def _cells(notebook: dict) -> list[dict]:
@@ -151,7 +238,42 @@ def _submissions(built: Path, folder: Path) -> dict[tuple[str, str], list]:
     bomb_in = "def temperature_softmax(*args):\n" + "\n".join("    " + line for line in MEMORY_BOMB.splitlines())
     add("memory-bomb-in-function", name, _fill(student, {**solutions, "temperature_softmax": bomb_in}), [3, 4, 3, 0])
     add("memory-bomb-top", name, _fill(student, solutions, [TOP_BOMB]), [3, 4, 3, 3])
+    if JAILED:  # without the jail these would win (see the control tests) and the vandal would damage the repository
+        add("steal-solutions", name, _fill(student, {}, [_steal(built, folder)]), [0, 0, 0, 0])
+        add("vandal", name, _fill(student, {}, [_vandal(*_targets(built, folder))]), [0, 0, 0, 0])
+        hidden = hidden_paths(folder, built / "autograder", folder / "gradebook")
+        unmount = UNMOUNT.format(hidden=list(hidden), root=str(ROOT))
+        add("unmount", name, _fill(student, {}, [unmount]), [0, 0, 0, 0])
     return expected
+
+
+def _steal(built: Path, folder: Path) -> str:
+    name = "ch01-recurrence"
+    sources = [
+        str(ROOT / "exercises" / f"{name}.ipynb"),
+        str(built / "autograder" / name / f"{name}.ipynb"),
+        str(built / "autograder" / name / "tests" / "q1.py"),
+        str(folder / "solution" / f"{name}.ipynb"),
+    ]
+    return STEAL.format(sources=sources, git=str(ROOT))
+
+
+def _targets(built: Path, folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """What the vandal overwrites, deletes, and adds a file to."""
+    name, autograder = "ch01-recurrence", built / "autograder" / "ch01-recurrence"
+    overwrite = [str(autograder / "tests" / "q1.py"), str(ROOT / "exercises" / f"{name}.ipynb")]
+    delete = [str(folder / "solution" / f"{name}.ipynb"), str(autograder / "tests" / "q2.py")]
+    return overwrite, delete, [str(ROOT / "exercises"), str(autograder / "tests"), str(folder / "wrong")]
+
+
+def _vandal(overwrite: list[str], delete: list[str], add: list[str]) -> str:
+    return VANDAL.format(overwrite=overwrite, delete=delete, add=add)
+
+
+def _snapshot(paths: list[Path]) -> dict[str, str]:
+    """The digest of every file under ``paths`` (what the vandal must not change)."""
+    files = [file for path in paths for file in ([path] if path.is_file() else sorted(path.rglob("*")))]
+    return {str(file): hashlib.sha256(file.read_bytes()).hexdigest() for file in files if file.is_file()}
 
 
 EXPECTED_STATUS = {
@@ -166,6 +288,7 @@ EXPECTED_STATUS = {
     "exit-top": {"crashed"},
     "os-exit-top": {"crashed"},
     "loop-top": {"timeout"},
+    **({"steal-solutions": {"failed"}, "vandal": {"failed"}, "unmount": {"failed"}} if JAILED else {}),
 }
 # The status of the question whose function misbehaves; the other questions of these submissions pass.
 EXPECTED_BAD_QUESTION = {
@@ -187,9 +310,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def graded(built: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, float]:
     folder = tmp_path_factory.mktemp("submissions")
     expected = _submissions(built, folder)
+    guarded = [ROOT / "exercises", built / "autograder", folder]
+    masters = {path: path.read_bytes() for path in MASTERS}
+    before = _snapshot(guarded)  # the gradebook folder does not exist yet
     started = time.monotonic()
     grade_folder(folder, built / "autograder", folder / "gradebook", LIMITS, jobs=2)
     seconds = time.monotonic() - started
+    after = {path: digest for path, digest in _snapshot(guarded).items() if "/gradebook/" not in path}
+    for path, content in masters.items():  # put the masters back before failing, should the jail have leaked
+        if path.read_bytes() != content:
+            path.write_bytes(content)
+    for path in sorted(set(after) - set(before)):
+        Path(path).unlink()
+    assert after == before, "files changed while grading: " + ", ".join(
+        sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
+    )
     gradebook = json.loads((folder / "gradebook" / "gradebook.json").read_text())
     print(f"\ngraded {len(expected)} submissions in {seconds:.1f} s ({isolation()[1]})")
     for report in gradebook["submissions"]:
@@ -298,3 +433,47 @@ def test_gradebook_csv_has_the_documented_columns(graded: tuple[dict, dict, floa
     _, gradebook, _ = graded
     assert set(gradebook["rows"][0]) == {"student", "exercise", "question", "points", "max_points", "status"}
     assert gradebook["sandbox"] == isolation()[1]
+
+
+def _jail_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = tuple(word for word in isolation()[0] if word != "--mount")
+    monkeypatch.setattr(sandbox, "isolation", lambda: (prefix, "no jail (control)", False))
+
+
+@pytest.mark.skipif(not JAILED, reason=f"no file-system jail here: {isolation()[1]}")
+def test_the_thief_would_win_without_the_jail(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "ch01-recurrence"
+    (tmp_path / "solution").mkdir()
+    shutil.copy(built / "autograder" / name / f"{name}.ipynb", tmp_path / "solution" / f"{name}.ipynb")
+    thief = tmp_path / "thief.ipynb"
+    thief.write_text(json.dumps(_fill(built / "student" / name / f"{name}.ipynb", {}, [_steal(built, tmp_path)])))
+    _jail_off(monkeypatch)
+    report = grade_submission("thief", load_autograder(built / "autograder" / name), thief, LIMITS)
+    assert [row.points for row in report.rows] == [row.max_points for row in report.rows], report.rows
+
+
+@pytest.mark.skipif(not JAILED, reason=f"no file-system jail here: {isolation()[1]}")
+def test_the_vandal_would_win_without_the_jail(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same code, aimed at copies: outside the jail it rewrites, deletes and plants files.
+    name = "ch01-recurrence"
+    copy = tmp_path / "copy"
+    shutil.copytree(built / "autograder" / name, copy / "autograder")
+    (copy / "exercises").mkdir()
+    shutil.copy(MASTERS[0], copy / "exercises")
+    overwrite = [str(copy / "autograder" / "tests" / "q1.py"), str(copy / "exercises" / MASTERS[0].name)]
+    delete = [str(copy / "autograder" / "tests" / "q2.py")]
+    vandal = tmp_path / "vandal.ipynb"
+    cells = [_vandal(overwrite, delete, [str(copy / "exercises")])]
+    vandal.write_text(json.dumps(_fill(built / "student" / name / f"{name}.ipynb", {}, cells)))
+    before = _snapshot([copy])
+    _jail_off(monkeypatch)
+    grade_submission("vandal", load_autograder(built / "autograder" / name), vandal, LIMITS)
+    after = _snapshot([copy])
+    assert str(copy / "exercises" / "planted.py") in after
+    assert delete[0] not in after
+    assert all(after[path] != before[path] for path in overwrite)
+
+
+def test_the_grader_says_whether_the_files_are_protected(graded: tuple[dict, dict, float]) -> None:
+    _, gradebook, _ = graded
+    assert ("NOT PROTECTED" in gradebook["sandbox"]) != JAILED, gradebook["sandbox"]

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 NOTEBOOK_FOLDERS = ("book", "exercises")
 
-# The first cell of every notebook (tagged remove-cell, so the book hides it): on Colab it installs the companion.
+# The first code cell of every notebook (tagged remove-cell, so the book hides it): on Colab it installs the
+# companion, with d2l for the book's chapters and with otter-grader (for grader.check) for the exercises. One exact
+# text per family. Exercise masters may open with otter's "# ASSIGNMENT CONFIG" raw cell, which otter assign removes.
 COLAB_CELL = """\
 # On Colab, install the companion and d2l (locally they are there).
 import sys
@@ -25,6 +27,13 @@ import sys
 if "google.colab" in sys.modules:
     %pip install --quiet "rnn-to-transformer @ git+https://github.com/rnn-to-transformer/course"
     %pip install --quiet --no-deps d2l==1.0.3  # keep Colab's numpy"""
+EXERCISE_COLAB_CELL = """\
+# On Colab, install the companion and otter-grader (locally they are there).
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install --quiet "rnn-to-transformer @ git+https://github.com/rnn-to-transformer/course"
+    %pip install --quiet otter-grader==7.0.0"""
 
 
 def tracked_notebooks() -> list[Path]:
@@ -91,8 +100,14 @@ def test_notebook_is_stored_clean(notebook: Path) -> None:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_notebook_starts_with_the_colab_cell(notebook: Path) -> None:
     content = json.loads(notebook.read_text())
-    first = content["cells"][0]
-    assert "".join(first["source"]) == COLAB_CELL
+    exercise = notebook.is_relative_to(ROOT / "exercises")
+    cells = content["cells"]
+    if exercise and cells[0]["cell_type"] == "raw":
+        assert "".join(cells[0]["source"]).startswith("# ASSIGNMENT CONFIG"), "only otter's config may come first"
+        cells = cells[1:]
+    first = cells[0]
+    assert first["cell_type"] == "code"
+    assert "".join(first["source"]) == (EXERCISE_COLAB_CELL if exercise else COLAB_CELL)
     assert "remove-cell" in first["metadata"].get("tags", [])
     assert content["metadata"]["kernelspec"]["name"] == "python3"
 

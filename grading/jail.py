@@ -1,0 +1,150 @@
+"""The worker's file-system jail (Linux): run first thing in the worker, before torch and before any student code.
+
+The worker starts as root of its own user namespace, in its own mount namespace (``unshare --user --mount``), so
+what :func:`enter` does here changes only the worker's view of the files, never the grader's:
+
+1. a fresh ``/proc`` for the worker's PID namespace (it shows no process of the grader);
+2. an empty read-only tmpfs over every hidden folder (solutions, hidden tests, submissions, the gradebook, the git
+   history), ``/dev/null`` over every hidden file;
+3. every mount read-only (the repository and the virtual environment with them);
+4. a private writable tmpfs of a fixed size on ``/tmp`` and ``/dev/shm``; ``HOME``, ``TMPDIR``, ``MPLCONFIGDIR``
+   and the caches point there;
+5. every capability dropped, for good (bounding set, locked secure bits, ``no_new_privs``): the worker can no
+   longer ``umount`` what hides the files nor remount anything writable. A user namespace it creates afterwards
+   copies these mounts as *locked* ones, which the kernel refuses to unmount or to bind without what lies on them.
+
+Any step that fails raises: a worker that cannot be jailed does not run student code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
+MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 14, 1 << 18, 1 << 21, 1 << 24
+ST_RELATIME = 4096
+SCRATCH = ("/tmp", "/dev/shm")
+PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 24, 28, 38
+# NOROOT, NOROOT_LOCKED, NO_SETUID_FIXUP, NO_SETUID_FIXUP_LOCKED, KEEP_CAPS_LOCKED: root gains nothing by exec.
+SECURE_BITS = 0b101111
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else os.fsencode(text)
+
+    result = _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+    _check(result, f"mount {target}")
+
+
+def mount_points() -> list[str]:
+    """Every mount point of this mount namespace, parents first."""
+    points = []
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            field = line.split()[4]
+            points.append(field.encode().decode("unicode_escape"))  # octal escapes such as \040 for a space
+    return points
+
+
+def _kept_flags(path: str) -> int:
+    """The per-mount flags a remount must repeat (a user namespace may not clear the locked ones)."""
+    flag = os.statvfs(path).f_flag
+    kept = flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    if flag & ST_RELATIME:
+        kept |= MS_RELATIME
+    elif not flag & MS_NOATIME:
+        kept |= MS_STRICTATIME
+    return kept
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """The existing paths, without those inside another one (hiding the outer hides them)."""
+    chosen: list[str] = []
+    for path in sorted({os.path.realpath(path) for path in paths if os.path.lexists(path)}, key=len):
+        if not any(path == outer or path.startswith(outer.rstrip("/") + "/") for outer in chosen):
+            chosen.append(path)
+    return chosen
+
+
+def _drop_capabilities() -> None:
+    with open("/proc/sys/kernel/cap_last_cap") as last:
+        last_cap = int(last.read())
+    for cap in range(last_cap + 1):
+        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap} from the bounding set")
+    _check(_libc.prctl(PR_SET_SECUREBITS, SECURE_BITS, 0, 0, 0), "lock the secure bits")
+    header = ctypes.create_string_buffer(struct.pack("<Ii", 0x20080522, 0))  # _LINUX_CAPABILITY_VERSION_3
+    data = ctypes.create_string_buffer(bytes(24))  # effective, permitted, inheritable: all empty (two words each)
+    _check(_libc.capset(header, data), "capset")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        if int(fields[name], 16):
+            raise OSError(f"{name} still {fields[name].strip()} after dropping every capability")
+
+
+def enter(hidden: list[str], scratch_bytes: int) -> None:
+    """Hide ``hidden``, make everything else read-only, give a private ``/tmp``, then drop every capability."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here propagates to the grader
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in _outermost(hidden):
+        if os.path.isdir(path):
+            _mount("hidden", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555")
+        else:
+            _mount("/dev/null", path, None, MS_BIND)
+            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags(path))
+    for point in mount_points():
+        if os.path.exists(point) and not os.statvfs(point).f_flag & MS_RDONLY:
+            _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags(point))
+    size = f"size={max(scratch_bytes, 1 << 20)},mode=1777"
+    for point in SCRATCH:
+        if os.path.isdir(point):
+            _mount("scratch", point, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    writable = [
+        point
+        for point in mount_points()
+        if point not in SCRATCH and os.path.exists(point) and not os.statvfs(point).f_flag & MS_RDONLY
+    ]
+    if writable:
+        raise OSError(f"still writable after remounting read-only: {writable}")
+    os.chdir("/tmp")
+    for name in ("HOME", "TMPDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME", "TORCH_HOME", "IPYTHONDIR"):
+        os.environ[name] = "/tmp"
+    _drop_capabilities()
+
+
+def enter_from_environment() -> None:
+    """Enter the jail that the grader asked for in ``GRADING_JAIL`` (JSON), if it asked."""
+    request = os.environ.pop("GRADING_JAIL", None)
+    if request:
+        settings = json.loads(request)
+        enter(list(settings["hidden"]), int(settings["scratch_bytes"]))
+
+
+def self_check(secret: str, root: str) -> None:
+    """Raise unless the jail hides ``secret`` (a folder holding a file), keeps ``root`` read-only and holds."""
+    enter([secret], 1 << 20)
+    if os.path.exists(secret) and os.listdir(secret):
+        raise OSError(f"{secret} is still visible")
+    try:
+        open(os.path.join(root, ".jail-probe"), "w").close()
+    except OSError:
+        pass
+    else:
+        raise OSError(f"{root} is still writable")
+    if _libc.umount2(os.fsencode(secret), 2) == 0 or (os.path.exists(secret) and os.listdir(secret)):
+        raise OSError(f"{secret} could be unmounted")
+    print("jailed")

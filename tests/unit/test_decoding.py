@@ -1,5 +1,7 @@
 """Sampling with a temperature: probabilities, the temperature limits, reproducibility, state carrying, errors."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given
@@ -41,7 +43,7 @@ def test_low_temperature_approaches_the_argmax_and_high_the_uniform():
     torch.testing.assert_close(hot, torch.full_like(hot, 0.25), atol=1e-3, rtol=0)
     # the largest probability grows as the temperature falls
     peaks = [temperature_probabilities(logits, t).max(-1).values for t in (4.0, 1.0, 0.5, 0.1)]
-    assert all((later > earlier).all() for earlier, later in zip(peaks, peaks[1:], strict=False))
+    assert all((later > earlier).all() for earlier, later in itertools.pairwise(peaks))
 
 
 def test_sampling_at_a_tiny_temperature_is_greedy(model):

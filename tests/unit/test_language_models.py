@@ -159,11 +159,11 @@ def test_ids_out_of_vocabulary_are_named(model):
 def test_ids_of_the_wrong_rank_dtype_or_size(model):
     with pytest.raises(ValueError, match=r"ids must have 2 dimensions \(batch, time\), got shape \(5,\)"):
         model(torch.arange(5))
-    with pytest.raises(TypeError, match="ids must hold integers, got dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"ids must hold integers, got dtype torch\.float32"):
         model(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="ids is empty"):
         model(torch.zeros(2, 0, dtype=torch.long))
-    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"must be a torch\.Tensor"):
         check_ids([[1, 2]], V, 2, "(batch, time)")
 
 
@@ -174,15 +174,15 @@ def test_constructor_errors():
         RNNLanguageModel(3.0, H)
     with pytest.raises(ValueError, match="pass hidden_size"):
         RNNLanguageModel(V)
-    with pytest.raises(ValueError, match="recurrent.input_size is 5"):
+    with pytest.raises(ValueError, match=r"recurrent\.input_size is 5"):
         RNNLanguageModel(V, recurrent=nn.RNN(5, H, batch_first=True))
     with pytest.raises(ValueError, match="batch-first"):
         RNNLanguageModel(V, recurrent=nn.RNN(V, H))
     with pytest.raises(ValueError, match="bidirectional"):
         RNNLanguageModel(V, recurrent=nn.GRU(V, H, batch_first=True, bidirectional=True))
-    with pytest.raises(ValueError, match="hidden_size is 3 but recurrent.hidden_size is 7"):
+    with pytest.raises(ValueError, match=r"hidden_size is 3 but recurrent\.hidden_size is 7"):
         RNNLanguageModel(V, 3, recurrent=nn.RNN(V, H, batch_first=True))
-    with pytest.raises(TypeError, match="attribute 'input_size'; Linear has not"):
+    with pytest.raises(TypeError, match=r"attribute 'input_size'; Linear has not"):
         RNNLanguageModel(V, recurrent=nn.Linear(V, H))
-    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
         RNNLanguageModel(V, recurrent="rnn")

@@ -457,6 +457,9 @@ def format_table(results: Sequence[Result], budget: Budget, repeats: int = 1) ->
         f"torch {first.versions['torch']}{', ' + versions.split(', ')[0] if versions else ''}",
         f"memory: {first.memory_method}, each side in its own process",
     ]
+    renders = [f"{LABELS[r.side]}: {r.extra['plot_renders']:.0f}" for r in results if r.extra.get("plot_renders")]
+    if renders:
+        notes.append("d2l plot renders to SVG during fit: " + "; ".join(renders))
     return "\n".join([*body[:1], line, *body[1:], "", *notes])
 
 

@@ -186,3 +186,20 @@ def test_constructor_errors():
         RNNLanguageModel(V, recurrent=nn.Linear(V, H))
     with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
         RNNLanguageModel(V, recurrent="rnn")
+
+
+def test_agrees_with_d2l_rnnlm_given_the_same_weights():
+    """d2l.RNNLM is the same model (one-hot -> nn.RNN -> linear), time-major inside: same weights, same logits."""
+    from d2l import torch as d2l
+
+    torch.manual_seed(2)
+    ours = RNNLanguageModel(V, H)
+    theirs = d2l.RNNLM(d2l.RNN(V, H), vocab_size=V)
+    theirs(torch.zeros(1, 1, dtype=torch.long))  # materialise d2l's LazyLinear head
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(theirs.rnn.rnn, name).copy_(getattr(ours.recurrent, name))
+        theirs.linear.load_state_dict(ours.head.state_dict())
+    x, y = ids(4, 9, seed=3), ids(4, 9, seed=4)
+    torch.testing.assert_close(ours(x)[0], theirs(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(next_token_loss(ours, (x, y)), theirs.loss(theirs(x), y), rtol=1e-5, atol=1e-5)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from grading import wire
 from grading.sandbox import ROOT, Limits, StudentError, Worker, WorkerGone, isolation
 
 COLUMNS = ("student", "exercise", "question", "points", "max_points", "status")
@@ -206,8 +207,7 @@ class RemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the student's function on these arguments in the worker and return its result."""
-        leaves: list[torch.Tensor] = []
-        _tensors((args, kwargs), leaves)
+        leaves = wire.tensors_in((args, kwargs))
         inputs = [tensor for tensor in leaves if tensor.requires_grad] if torch.is_grad_enabled() else []
         if not inputs:
             return self.session.call(self.name, args, kwargs, track=False)[0]
@@ -223,8 +223,7 @@ class _RemoteCall(torch.autograd.Function):
     def forward(ctx: Any, session: Session, name: str, args: Any, kwargs: Any, box: dict, *inputs: torch.Tensor):
         value, graph = session.call(name, args, kwargs, track=True)
         box["value"] = value
-        outputs: list[torch.Tensor] = []
-        _tensors(value, outputs)
+        outputs = wire.tensors_in(value)
         ctx.session, ctx.graph, ctx.inputs = session, graph, [(t.shape, t.dtype) for t in inputs]
         ctx.mark_non_differentiable(*[t for t in outputs if not t.is_floating_point()])
         # A trailing dummy output, so that a result holding no tensor is still a valid autograd output.
@@ -242,18 +241,6 @@ class _RemoteCall(torch.autograd.Function):
             if not isinstance(grad, torch.Tensor) or grad.shape != shape:
                 raise RuntimeError("the worker returned a gradient of the wrong shape")
         return (None, None, None, None, None, *[g.to(dtype) for g, (_, dtype) in zip(grads, ctx.inputs, strict=True)])
-
-
-def _tensors(value: Any, found: list[torch.Tensor]) -> None:
-    """Every tensor in ``value``, in the order grading.wire encodes them."""
-    if isinstance(value, torch.Tensor):
-        found.append(value)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _tensors(item, found)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _tensors(item, found)
 
 
 def _replace_tensors(value: Any, replacements: Any) -> Any:

@@ -158,3 +158,14 @@ def _from_tree(node: Any, tensors: list[torch.Tensor], depth: int) -> Any:
             pairs[pair[0]] = _from_tree(pair[1], tensors, depth + 1)
         return pairs
     raise WireError(f"bad node kind {kind!r}")
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a message tree, in the order :func:`encode` visits them (both sides rely on that order)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [tensor for item in value for tensor in tensors_in(item)]
+    if isinstance(value, dict):
+        return [tensor for item in value.values() for tensor in tensors_in(item)]
+    return []

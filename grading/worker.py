@@ -144,8 +144,9 @@ def _serve(request: dict, received: list, namespace: dict, graphs: dict, torch: 
         value = namespace[request["name"]](*request["args"], **request["kwargs"])
         graph = None
         if inputs:
-            outputs: list = []
-            _collect_tensors(value, outputs)
+            from grading.wire import tensors_in  # loaded by main() already, after the jail was set up
+
+            outputs = tensors_in(value)
             graph = len(graphs) + 1
             graphs[graph] = (inputs, outputs)
         return {"ok": True, "value": value, "graph": graph}
@@ -165,20 +166,6 @@ def _serve(request: dict, received: list, namespace: dict, graphs: dict, torch: 
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)]
         return {"ok": True, "value": grads}
     raise ValueError(f"unknown request {request['op']!r}")
-
-
-def _collect_tensors(value: object, found: list) -> None:
-    """Every tensor in ``value``, in the order wire.encode visits them."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        found.append(value)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _collect_tensors(item, found)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_tensors(item, found)
 
 
 if __name__ == "__main__":

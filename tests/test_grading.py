@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -382,6 +384,16 @@ def test_student_notebook_runs_top_to_bottom_and_gives_feedback(built: Path, nam
     for cell in notebook.cells:
         if cell.source.startswith("grader.check("):
             assert "passed" in _text(cell), _text(cell)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_untouched_student_notebook_passes_nbval(built: Path, name: str, tmp_path: Path) -> None:
+    """What CI does to every notebook, done to what students get: the stubs unfilled, every cell must run."""
+    folder = tmp_path / name
+    shutil.copytree(built / "student" / name, folder)
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", f"{name}.ipynb"]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def _text(cell: nbformat.NotebookNode) -> str:

@@ -7,8 +7,8 @@ what :func:`enter` does here changes only the worker's view of the files, never 
 2. an empty read-only tmpfs over every hidden folder (solutions, hidden tests, submissions, the gradebook, the git
    history), ``/dev/null`` over every hidden file;
 3. every mount read-only (the repository and the virtual environment with them);
-4. a private writable tmpfs of a fixed size on ``/tmp`` and ``/dev/shm``; ``HOME``, ``TMPDIR``, ``MPLCONFIGDIR``
-   and the caches point there;
+4. a private writable tmpfs of a fixed size on ``/tmp`` and ``/dev/shm`` (not on one that holds the worker's own
+   code, such as a repository cloned under /tmp); ``HOME``, ``TMPDIR``, ``MPLCONFIGDIR`` and the caches point there;
 5. every capability dropped, for good (bounding set, locked secure bits, ``no_new_privs``): the worker can no
    longer ``umount`` what hides the files nor remount anything writable. A user namespace it creates afterwards
    copies these mounts as *locked* ones, which the kernel refuses to unmount or to bind without what lies on them.
@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import struct
+import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
@@ -110,20 +111,38 @@ def enter(hidden: list[str], scratch_bytes: int) -> None:
         if os.path.exists(point) and not os.statvfs(point).f_flag & MS_RDONLY:
             _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags(point))
     size = f"size={max(scratch_bytes, 1 << 20)},mode=1777"
-    for point in SCRATCH:
-        if os.path.isdir(point):
-            _mount("scratch", point, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    scratch = _scratch_points()
+    for point in scratch:
+        _mount("scratch", point, "tmpfs", MS_NOSUID | MS_NODEV, size)
     writable = [
         point
         for point in mount_points()
-        if point not in SCRATCH and os.path.exists(point) and not os.statvfs(point).f_flag & MS_RDONLY
+        if point not in scratch and os.path.exists(point) and not os.statvfs(point).f_flag & MS_RDONLY
     ]
     if writable:
         raise OSError(f"still writable after remounting read-only: {writable}")
-    os.chdir("/tmp")
+    os.chdir(scratch[0])
     for name in ("HOME", "TMPDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME", "TORCH_HOME", "IPYTHONDIR"):
-        os.environ[name] = "/tmp"
+        os.environ[name] = scratch[0]
     _drop_capabilities()
+
+
+def _scratch_points() -> list[str]:
+    """The folders of ``SCRATCH`` that a private tmpfs may cover: not one that holds the code the worker runs.
+
+    A repository cloned under /tmp (as CI machines often do) keeps its virtual environment and the grading package
+    there; covering /tmp would hide them from the worker. Such a /tmp stays visible, read-only like the rest.
+    """
+    code = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    code = [os.path.realpath(path) for path in code]
+    points = [
+        point
+        for point in SCRATCH
+        if os.path.isdir(point) and not any(path == point or path.startswith(point + "/") for path in code)
+    ]
+    if not points:
+        raise OSError(f"no scratch folder for the worker: each of {SCRATCH} is missing or holds its code")
+    return points
 
 
 def enter_from_environment() -> None:

@@ -489,3 +489,15 @@ def test_the_vandal_would_win_without_the_jail(built: Path, tmp_path: Path, monk
 def test_the_grader_says_whether_the_files_are_protected(graded: tuple[dict, dict, float]) -> None:
     _, gradebook, _ = graded
     assert ("NOT PROTECTED" in gradebook["sandbox"]) != JAILED, gradebook["sandbox"]
+
+
+def test_the_scratch_tmpfs_never_covers_the_workers_own_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone under /tmp (as on many CI machines) keeps its venv there: covering /tmp would hide it from the worker."""
+    from grading import jail
+
+    monkeypatch.setattr(jail.sys, "prefix", "/tmp/clone/.venv")
+    assert "/tmp" not in jail._scratch_points()
+    monkeypatch.setattr(jail.sys, "prefix", "/opt/clone/.venv")
+    monkeypatch.setattr(jail.sys, "base_prefix", "/opt/python")
+    monkeypatch.setattr(jail, "__file__", "/opt/clone/grading/jail.py")
+    assert "/tmp" in jail._scratch_points()

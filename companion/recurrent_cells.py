@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from companion.checks import check_choice, check_integer_dtype, check_positive, check_rank, check_same_size
+from companion.data.batching import lengths_to_mask
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -220,8 +221,7 @@ def _running_mask(lengths: torch.Tensor | None, batch: int, time: int, device: t
         raise ValueError(
             f"lengths must lie between 1 and inputs' time dimension {time}, got values from {shortest} to {longest}"
         )
-    steps = torch.arange(time, device=device)  # (T,)
-    return (steps[None, :] < lengths.to(device)[:, None])[:, :, None]  # (B, T, 1)
+    return lengths_to_mask(lengths.to(device), time)[:, :, None]  # (B, T, 1)
 
 
 def _check_batch(name: str, tensor: torch.Tensor) -> None:

@@ -15,9 +15,7 @@ from pathlib import Path
 
 from grading.build import assign
 from grading.grade import grade_folder
-from grading.sandbox import isolation
-
-ROOT = Path(__file__).resolve().parent.parent
+from grading.sandbox import ROOT, isolation
 
 
 def main() -> None:

@@ -62,18 +62,26 @@ def solution_lines(master: Path) -> list[str]:
     return [line for line in lines if len(line) >= MIN_LEAK_CHARS]
 
 
-def hidden_tests(autograder: Path) -> list[str]:
-    """Name and statement lines of every hidden test function in the autograder's tests."""
-    found = []
+def _test_functions(autograder: Path) -> list[tuple[ast.FunctionDef, list[str]]]:
+    """Each test function of the autograder's tests, with its source lines (stripped, ``def`` line first)."""
+    functions = []
     for path in sorted((autograder / "tests").glob("*.py")):
         source = path.read_text()
         for node in ast.parse(source).body:
-            if isinstance(node, ast.FunctionDef) and _is_hidden(node):
-                found.append(f"def {node.name}(")
-                body = ast.get_source_segment(source, node) or ""
-                lines = [line.strip() for line in body.splitlines()[1:]]
-                # Imports reveal nothing (and the notebook has the same ones).
-                found += [line for line in lines if len(line) >= MIN_LEAK_CHARS and not _is_import(line)]
+            if isinstance(node, ast.FunctionDef):
+                lines = (ast.get_source_segment(source, node) or "").splitlines()
+                functions.append((node, [line.strip() for line in lines]))
+    return functions
+
+
+def hidden_tests(autograder: Path) -> list[str]:
+    """Name and statement lines of every hidden test function in the autograder's tests."""
+    found = []
+    for node, lines in _test_functions(autograder):
+        if _is_hidden(node):
+            found.append(f"def {node.name}(")
+            # Imports reveal nothing (and the notebook has the same ones).
+            found += [line for line in lines[1:] if len(line) >= MIN_LEAK_CHARS and not _is_import(line)]
     return found
 
 
@@ -92,7 +100,8 @@ def _is_hidden(node: ast.FunctionDef) -> bool:
 def find_leaks(master: Path, student: Path, autograder: Path) -> list[str]:
     """Every solution line or hidden-test line found in any file of the student folder (metadata included)."""
     secrets = set(solution_lines(master)) | set(hidden_tests(autograder))
-    shared = set(_visible_test_lines(autograder))  # a line a visible test also has is no secret
+    # A line a visible test also has is no secret.
+    shared = {line for node, lines in _test_functions(autograder) if not _is_hidden(node) for line in lines}
     leaks = []
     for path in sorted(p for p in student.rglob("*") if p.is_file()):
         text = path.read_text(errors="replace")
@@ -102,16 +111,6 @@ def find_leaks(master: Path, student: Path, autograder: Path) -> list[str]:
             if secret in text:
                 leaks.append(f"{path.relative_to(student)}: {secret}")
     return leaks
-
-
-def _visible_test_lines(autograder: Path) -> list[str]:
-    lines = []
-    for path in sorted((autograder / "tests").glob("*.py")):
-        source = path.read_text()
-        for node in ast.parse(source).body:
-            if isinstance(node, ast.FunctionDef) and not _is_hidden(node):
-                lines += [line.strip() for line in (ast.get_source_segment(source, node) or "").splitlines()]
-    return lines
 
 
 def _strings(value: object) -> list[str]:

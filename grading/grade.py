@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from grading import wire
+from grading.jail import within
 from grading.sandbox import ROOT, Limits, StudentError, Worker, WorkerGone, isolation
 
 COLUMNS = ("student", "exercise", "question", "points", "max_points", "status")
@@ -213,7 +214,8 @@ class RemoteFunction:
             return self.session.call(self.name, args, kwargs, track=False)[0]
         box: dict[str, Any] = {}
         outputs = _RemoteCall.apply(self.session, self.name, args, kwargs, box, *inputs)
-        return _replace_tensors(box["value"], iter(outputs[:-1]))
+        replacements = iter(outputs[:-1])
+        return wire.map_tensors(box["value"], lambda _: next(replacements))
 
 
 class _RemoteCall(torch.autograd.Function):
@@ -241,17 +243,6 @@ class _RemoteCall(torch.autograd.Function):
             if not isinstance(grad, torch.Tensor) or grad.shape != shape:
                 raise RuntimeError("the worker returned a gradient of the wrong shape")
         return (None, None, None, None, None, *[g.to(dtype) for g, (_, dtype) in zip(grads, ctx.inputs, strict=True)])
-
-
-def _replace_tensors(value: Any, replacements: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return next(replacements)
-    if isinstance(value, list | tuple):
-        items = [_replace_tensors(item, replacements) for item in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    if isinstance(value, dict):
-        return {key: _replace_tensors(item, replacements) for key, item in value.items()}
-    return value
 
 
 @dataclass
@@ -361,7 +352,7 @@ def hidden_paths(submissions: Path, autograders: Path, out: Path, extra: list[Pa
     needed = [str(ROOT / "grading"), sys.prefix, sys.base_prefix, sys.executable]
     for path in resolved:
         for need in needed:
-            if need == path or need.startswith(path.rstrip("/") + "/"):
+            if within(need, path):
                 raise ValueError(f"hiding {path} from the workers would hide {need}, which they run")
     return tuple(resolved)
 

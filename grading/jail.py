@@ -71,11 +71,16 @@ def _kept_flags(path: str) -> int:
     return kept
 
 
+def within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both absolute and normalised)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _outermost(paths: list[str]) -> list[str]:
     """The existing paths, without those inside another one (hiding the outer hides them)."""
     chosen: list[str] = []
     for path in sorted({os.path.realpath(path) for path in paths if os.path.lexists(path)}, key=len):
-        if not any(path == outer or path.startswith(outer.rstrip("/") + "/") for outer in chosen):
+        if not any(within(path, outer) for outer in chosen):
             chosen.append(path)
     return chosen
 
@@ -135,11 +140,7 @@ def _scratch_points() -> list[str]:
     """
     code = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
     code = [os.path.realpath(path) for path in code]
-    points = [
-        point
-        for point in SCRATCH
-        if os.path.isdir(point) and not any(path == point or path.startswith(point + "/") for path in code)
-    ]
+    points = [point for point in SCRATCH if os.path.isdir(point) and not any(within(path, point) for path in code)]
     if not points:
         raise OSError(f"no scratch folder for the worker: each of {SCRATCH} is missing or holds its code")
     return points

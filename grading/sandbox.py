@@ -191,7 +191,7 @@ class Worker:
     def call(self, name: str, args: Any, kwargs: Any, track: bool, deadline: float) -> tuple[Any, int | None]:
         """Call ``name`` in the worker; returns its value and the id of the kept graph (when ``track``)."""
         if not track:
-            args, kwargs = _detached(args), _detached(kwargs)
+            args, kwargs = wire.map_tensors(args, torch.Tensor.detach), wire.map_tensors(kwargs, torch.Tensor.detach)
         self._send({"op": "call", "name": name, "args": args, "kwargs": kwargs}, deadline)
         reply = self._receive(deadline, f"calling {name}")
         if not reply.get("ok"):
@@ -268,8 +268,7 @@ class Worker:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-        code = self.process.wait()
-        return code
+        return self.process.wait()
 
     def close(self) -> None:
         """Kill the worker and remove its working folder."""
@@ -278,14 +277,3 @@ class Worker:
             with contextlib.suppress(OSError):
                 os.close(fd)
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _detached(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, list | tuple):
-        items = [_detached(item) for item in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    if isinstance(value, dict):
-        return {key: _detached(item) for key, item in value.items()}
-    return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -158,6 +159,18 @@ def _from_tree(node: Any, tensors: list[torch.Tensor], depth: int) -> Any:
             pairs[pair[0]] = _from_tree(pair[1], tensors, depth + 1)
         return pairs
     raise WireError(f"bad node kind {kind!r}")
+
+
+def map_tensors(value: Any, function: Callable[[torch.Tensor], Any]) -> Any:
+    """``value`` with each tensor replaced by ``function(tensor)``, called in :func:`tensors_in`'s order."""
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, list | tuple):
+        items = [map_tensors(item, function) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        return {key: map_tensors(item, function) for key, item in value.items()}
+    return value
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:

@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -179,6 +179,12 @@ def val_batches(inputs: torch.Tensor, targets: torch.Tensor, size: int, windows:
     return [(inputs[i : i + size], targets[i : i + size]) for i in range(0, min(windows, len(inputs)), size)]
 
 
+def loaders(saved: dict, budget: Budget) -> tuple[Batches, list]:
+    """The training batches and the per-epoch validation batches, built the same way for both sides."""
+    train = Batches(*saved["train"], budget.batch_size, budget.steps // budget.epochs)
+    return train, val_batches(*saved["val"], budget.batch_size, 4 * budget.batch_size)
+
+
 def perplexity(logits_of, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device) -> float:
     """exp(mean cross-entropy per character) of ``logits_of(ids (B, T)) -> (B, T, V)`` over all windows."""
     total, count = 0.0, 0
@@ -250,12 +256,6 @@ def _proc_status_kib(key: str) -> int:
 # ---------------------------------------------------------------- the two sides (each in its own process)
 
 
-def _device() -> torch.device:
-    from companion.device import pick_device
-
-    return pick_device()
-
-
 def _timed_fit(fit, device: torch.device) -> tuple[float, float, PeakMemory]:
     """Wall-clock and CPU seconds of ``fit()`` (all threads of this process), and its peak memory."""
     with PeakMemory(device) as memory:
@@ -275,8 +275,7 @@ def train_companion(saved: dict, device: torch.device) -> Result:
     budget = Budget(**saved["budget"])
     model = RNNLanguageModel(saved["vocab_size"], budget.hidden_size)
     model.load_state_dict(saved["initial"])
-    train = Batches(*saved["train"], budget.batch_size, budget.steps // budget.epochs)
-    validation = val_batches(*saved["val"], budget.batch_size, 4 * budget.batch_size)
+    train, validation = loaders(saved, budget)
     trainer = Trainer(
         model,
         torch.optim.Adam(model.parameters(), lr=budget.lr),
@@ -321,8 +320,7 @@ def train_d2l(saved: dict, device: torch.device, live_plot: bool) -> Result:
 
         def __init__(self) -> None:
             super().__init__()
-            self.train = Batches(*saved["train"], budget.batch_size, budget.steps // budget.epochs)
-            self.val = val_batches(*saved["val"], budget.batch_size, 4 * budget.batch_size)
+            self.train, self.val = loaders(saved, budget)
 
         def get_dataloader(self, train: bool):
             return self.train if train else self.val
@@ -376,10 +374,12 @@ def _result(side: str, budget: Budget, ppl: float, seconds: float, memory: PeakM
 
 def worker(side: str, data_path: Path, out_path: Path, threads: int | None) -> None:
     """Run one side in this process and write its Result as JSON."""
+    from companion.device import pick_device
+
     if threads:
         torch.set_num_threads(threads)
     saved = torch.load(data_path, weights_only=False)
-    device = _device()
+    device = pick_device()
     if side == "companion":
         result = train_companion(saved, device)
     else:
@@ -397,6 +397,7 @@ def run(budget: Budget, sides: Sequence[str] = ("companion", "d2l"), repeats: in
         if side not in SIDES:
             raise ValueError(f"sides must be among {SIDES}, got {side!r}")
     runs: dict[str, list[Result]] = {side: [] for side in sides}
+    env = os.environ | {"MPLBACKEND": "Agg", "PYTHONPATH": _repository_root()}
     with tempfile.TemporaryDirectory() as folder:
         data_path = prepare(budget, Path(folder))
         for repeat in range(repeats):
@@ -405,7 +406,6 @@ def run(budget: Budget, sides: Sequence[str] = ("companion", "d2l"), repeats: in
                 command = [sys.executable, __file__, "--worker", side, "--data", str(data_path), "--out", str(out_path)]
                 if threads:
                     command += ["--threads", str(threads)]
-                env = os.environ | {"MPLBACKEND": "Agg", "PYTHONPATH": _repository_root()}
                 done = subprocess.run(command, capture_output=True, text=True, env=env)
                 if done.returncode:
                     raise RuntimeError(f"the {side} worker failed:\n{done.stderr[-3000:]}")
@@ -421,9 +421,7 @@ def _repository_root() -> str:
 def _median(results: list[Result]) -> Result:
     speeds = sorted(results, key=lambda result: result.tokens_per_second)
     middle = speeds[len(speeds) // 2]
-    return Result(
-        **(asdict(middle) | {"peak_memory_bytes": int(statistics.median(r.peak_memory_bytes for r in results))})
-    )
+    return replace(middle, peak_memory_bytes=int(statistics.median(r.peak_memory_bytes for r in results)))
 
 
 def format_table(results: Sequence[Result], budget: Budget, repeats: int = 1) -> str:
@@ -449,7 +447,7 @@ def format_table(results: Sequence[Result], budget: Budget, repeats: int = 1) ->
         for row in [header, *rows]
     ]
     first = results[0]
-    versions = ", ".join(f"{k} {v}" for r in results for k, v in r.versions.items() if k == "d2l")
+    d2l_version = next((r.versions["d2l"] for r in results if "d2l" in r.versions), None)
     notes = [
         f"model: one-hot characters -> nn.RNN(hidden {budget.hidden_size}) -> linear head; same initial weights",
         f"budget: {budget.steps} steps x {budget.batch_size} windows x {budget.window} characters "
@@ -457,7 +455,7 @@ def format_table(results: Sequence[Result], budget: Budget, repeats: int = 1) ->
         f"validation: {budget.val_windows} held-out windows; tokens/s = training characters / fit wall time "
         f"(median of {repeats} run{'s' * (repeats > 1)}); tokens/CPU-s divides by the process's CPU time instead",
         f"device: {first.device} ({platform.machine()}), {first.threads} torch thread(s); "
-        f"torch {first.versions['torch']}{', ' + versions.split(', ')[0] if versions else ''}",
+        f"torch {first.versions['torch']}{f', d2l {d2l_version}' if d2l_version else ''}",
         f"memory: {first.memory_method}, each side in its own process",
     ]
     renders = [f"{LABELS[r.side]}: {r.extra['plot_renders']:.0f}" for r in results if r.extra.get("plot_renders")]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from companion.checks import check_integer_dtype, check_tensor
+from companion.language_models import check_ids
 
 Chooser = Callable[[torch.Tensor], torch.Tensor]  # logits (B, V) -> next ids (B,)
 
@@ -87,9 +88,9 @@ def decode(model: nn.Module, prompt: Sequence[int] | torch.Tensor, num_tokens: i
 
 
 def _decode_loop(model: nn.Module, ids: torch.Tensor, num_tokens: int, choose: Chooser) -> torch.Tensor:
-    pieces = [ids]
     if num_tokens == 0:
         return ids
+    pieces = [ids]
     logits, state = model(ids, None)  # read the whole prompt once: (B, T, V)
     _check_in_vocab(ids, logits.shape[-1])
     for _ in range(num_tokens):
@@ -141,12 +142,7 @@ def _checked_prompt(prompt: Sequence[int] | torch.Tensor) -> torch.Tensor:
 
 
 def _check_in_vocab(ids: torch.Tensor, vocab_size: int) -> None:
-    outside = (ids < 0) | (ids >= vocab_size)
-    if outside.any():
-        raise ValueError(
-            f"prompt holds ids {ids[outside][:5].tolist()} outside the vocabulary [0, {vocab_size}) "
-            f"(shape {tuple(ids.shape)})"
-        )
+    check_ids(ids, vocab_size, rank=2, layout="(batch, time)", name="prompt")
 
 
 def _device_of(model: nn.Module) -> torch.device:

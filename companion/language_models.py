@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion.bptt import detach_state  # noqa: F401 (part of this module's API: carry a state between batches)
 from companion.checks import check_integer_dtype, check_positive, check_rank
 
 State = Any  # a tensor (num_layers, B, H) for an RNN or GRU, a tuple of two for an LSTM
@@ -93,21 +94,6 @@ class RNNLanguageModel(nn.Module):
         inputs = self.embed(ids)  # (B, T, D)
         outputs, state = self.recurrent(inputs, state)  # (B, T, H), final state
         return self.head(outputs), state  # (B, T, V)
-
-
-def detach_state(state: State) -> State:
-    """The same state cut off from the graph that produced it (tensors, or tuples of them as for an LSTM).
-
-    Carrying a state from one training batch to the next without detaching it would backpropagate through every
-    batch seen so far; detaching keeps the memory of the text but truncates the gradient at the batch boundary.
-    """
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, tuple | list):
-        return type(state)(detach_state(part) for part in state)
-    raise TypeError(f"state must be a tensor, a tuple of tensors or None, got {type(state).__name__}")
 
 
 def next_token_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -28,7 +28,7 @@ from sphinx.errors import ExtensionError
 WIDGETS = "@jupyter-widgets/html-manager/dist"
 FONTS = "output/chtml/fonts/woff-v2"
 EXTENSIONS = "input/tex/extensions"
-FILES = {
+FILES = (
     # MathJax: the TeX-in, CommonHTML-out component (pages have no MathML
     # input, so not tex-mml-chtml), its fonts (fetched per glyph style a page
     # uses) and the TeX extensions its autoload fetches when a page uses, say,
@@ -36,15 +36,19 @@ FILES = {
     # engine and the accessibility explorer (4 MB, loaded only if a reader
     # turns them on in MathJax's menu; the hidden MathML that screen readers
     # use is part of the component).
-    "mathjax/es5/tex-chtml.js": "mathjax",
-    f"mathjax/es5/{FONTS}/*.woff": f"mathjax/{FONTS}",
-    f"mathjax/es5/{EXTENSIONS}/*.js": f"mathjax/{EXTENSIONS}",
-    "requirejs/require.js": ".",
+    ("mathjax/es5/tex-chtml.js", "mathjax"),
+    (f"mathjax/es5/{FONTS}/*.woff", f"mathjax/{FONTS}"),
+    (f"mathjax/es5/{EXTENSIONS}/*.js", f"mathjax/{EXTENSIONS}"),
+    ("requirejs/require.js", "."),
     # The widget manager: embed-amd.js bundles everything (base, controls,
-    # output); of its icon fonts, browsers fetch only the woff2 files.
-    f"{WIDGETS}/embed-amd.js": WIDGETS,
-    f"{WIDGETS}/*.woff2": WIDGETS,
-}
+    # output); of its icon fonts, browsers fetch only the woff2 files. The
+    # bundled @jupyter-widgets/base and /controls modules derive their public
+    # path from their own module names, so they look for the icon fonts in
+    # @jupyter-widgets/ rather than in html-manager/dist/: they go to both.
+    (f"{WIDGETS}/embed-amd.js", WIDGETS),
+    (f"{WIDGETS}/*.woff2", WIDGETS),
+    (f"{WIDGETS}/*.woff2", "@jupyter-widgets"),
+)
 # all-packages.js is for the tex-*-full components; autoload never asks for it.
 SKIP = {"all-packages.js"}
 # What this extension owns under _static/vendor (pydata-sphinx-theme keeps its
@@ -69,7 +73,7 @@ def _sources(app: Sphinx, pattern: str) -> list[Path]:
 def check_assets(app: Sphinx) -> None:
     if app.builder.format != "html":
         return
-    missing = [pattern for pattern in FILES if not _sources(app, pattern)]
+    missing = [pattern for pattern, _ in FILES if not _sources(app, pattern)]
     if missing:
         raise ExtensionError(
             f"offline web assets missing from {_node_modules(app)}: {missing}. "
@@ -87,19 +91,12 @@ def copy_assets(app: Sphinx, exception: Exception | None) -> None:
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
-    for pattern, destination in FILES.items():
+    for pattern, destination in FILES:
         target = vendor / destination
         target.mkdir(parents=True, exist_ok=True)
         for source in _sources(app, pattern):
             shutil.copy2(source, target / source.name)
     shutil.copy2(REQUIRE_CONFIG, vendor / REQUIRE_CONFIG.name)
-    # The bundled @jupyter-widgets/base and /controls modules derive their
-    # public path from their own module names, so they look for the icon fonts
-    # in @jupyter-widgets/ rather than in html-manager/dist/.
-    for font in (vendor / "@jupyter-widgets" / "html-manager" / "dist").glob(
-        "*.woff2"
-    ):
-        shutil.copy2(font, vendor / "@jupyter-widgets" / font.name)
 
 
 def set_default_mode(app: Sphinx, config: Config) -> None:

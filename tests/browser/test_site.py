@@ -171,11 +171,8 @@ class _Ids(HTMLParser):
 
 def site_pages(site: Path) -> list[str]:
     """Every HTML page of the site (not the theme's templates under _static/), relative to its root."""
-    return sorted(
-        path.relative_to(site).as_posix()
-        for path in site.rglob("*.html")
-        if not path.relative_to(site).as_posix().startswith(("_static/", "_sources/"))
-    )
+    pages = (path.relative_to(site).as_posix() for path in site.rglob("*.html"))
+    return sorted(page for page in pages if not page.startswith(("_static/", "_sources/")))
 
 
 def chapter_pages(site: Path) -> list[str]:

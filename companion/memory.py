@@ -22,10 +22,12 @@ loss n steps later reaches the initial state, ``|dL/dh_0|``, and for an LSTM ``|
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,7 @@ from companion.checks import check_positive, check_rank, check_same_size
 from companion.data.synthetic import Examples, recall_task
 from companion.gated_cells import chrono_init_, set_forget_bias_
 from companion.recurrent_cells import run_recurrent
+from companion.reproducibility import repository_file
 from companion.training import Trainer
 
 # Data seeds: training batches, the validation set and the test set never share one.
@@ -330,3 +333,35 @@ def initial_state_gradients(
             for key, grad in zip(norms, torch.autograd.grad(loss, zeros), strict=True):
                 norms[key].append(grad.double().transpose(0, 1).flatten(1).norm(dim=1).mean().item())  # (B,) -> mean
     return {key: torch.tensor(values, dtype=torch.float64) for key, values in norms.items()}
+
+
+# ---------------------------------------------------------------- the committed sweep
+
+SWEEP_FILE = "benchmarks/results/memory_vs_lag.json"
+
+
+def load_sweep(path: str | Path | None = None) -> dict:
+    """The results of ``benchmarks/memory_vs_lag.py``: from ``path``, else the file committed in the repository.
+
+    The committed file is found in the checkout this runs in (``companion.reproducibility.repository_file``), or
+    downloaded from the course's repository where the companion was installed without it (Colab). The dict has
+    ``config``, ``environment``, ``cpu_seconds``, ``command``, ``stopped`` and ``rows`` (see the script).
+    """
+    return json.loads(Path(path if path is not None else repository_file(SWEEP_FILE)).read_text())
+
+
+def sweep_rows(results: dict, task: str, model: str) -> list[dict]:
+    """The rows of one task and model that were run, by increasing lag (skipped lags left out)."""
+    rows = [row for row in results["rows"] if row["task"] == task and row["model"] == model and row["status"] == "run"]
+    return sorted(rows, key=lambda row: row["lag"])
+
+
+def longest_lag_remembered(results: dict, task: str, model: str, threshold: float = 0.9) -> int | None:
+    """The longest lag up to which every run lag has a mean test accuracy of at least ``threshold`` (None: not even
+    the shortest)."""
+    longest = None
+    for row in sweep_rows(results, task, model):
+        if row["mean"] < threshold:
+            break
+        longest = row["lag"]
+    return longest

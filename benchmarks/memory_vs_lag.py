@@ -17,9 +17,14 @@ validation accuracy of a tuning seed (``--tuning-seed``), which is not among the
 
 Models (``companion.memory.recurrent_builders``, all fused ``torch.nn`` layers): ``rnn``, ``lstm`` (PyTorch's
 initialisation, forget-gate bias about 0), ``lstm-forget1`` (forget bias 1), ``lstm-chrono`` (chrono
-initialisation for the task's length) and ``gru``. Lags run in increasing order; a model whose mean accuracy is
-within 5 points of chance at two lags in a row is not run at longer lags (the row says so), and the sweep ends at
-``--max-lag``, when no model is left, or when ``--cpu-budget`` seconds of CPU time are spent.
+initialisation for the task's length) and ``gru``. Any other layer that follows the course's recurrent interface
+(``(B, T, D) -> (B, T, H)`` features, with ``input_size`` and ``hidden_size`` attributes: a Transformer encoder, a
+minGRU) joins without changing this script: ``--builders some.module:BUILDERS --models transformer`` adds the
+builders of a dict ``{name: build(hidden_size, task) -> layer}``, with ``--out`` a file of its own.
+
+Lags run in increasing order; a model whose mean accuracy is within 5 points of chance at two lags in a row is not
+run at longer lags (the row says so), and the sweep ends at ``--max-lag``, when no model is left, or when
+``--cpu-budget`` seconds of CPU time are spent.
 
 The results file (``benchmarks/results/memory_vs_lag.json``) holds the configuration, the environment report
 (``companion.environment_report``), the total CPU time, and one row per (task, model, lag): hidden size, parameter
@@ -31,6 +36,7 @@ and reruns one point live; Chapter 2 takes the RNN's rows as its closing baselin
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -64,7 +70,14 @@ NEAR_CHANCE = 0.05  # a mean accuracy within this of chance counts as "at chance
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The sweep's options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"names of builders (default {MODELS})")
+    parser.add_argument(
+        "--builders",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="add the builders of a dict {name: build(hidden_size, task) -> layer} defined in MODULE (repeatable)",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--lags", nargs="+", type=int, default=list(LAGS))
     parser.add_argument("--max-lag", type=int, default=max(LAGS))
@@ -90,9 +103,21 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
+def builders(args: argparse.Namespace) -> dict:
+    """The course's builders (``companion.memory.recurrent_builders``) and those that ``--builders`` adds."""
+    found = recurrent_builders()
+    for spec in args.builders:
+        module, _, name = spec.partition(":")
+        found |= getattr(importlib.import_module(module), name)
+    unknown = sorted(set(args.models) - set(found))
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; known: {sorted(found)} (add more with --builders MODULE:NAME)")
+    return found
+
+
 def run_point(model: str, task: RecallTask, budget: Budget, args: argparse.Namespace) -> dict:
     """Tune the learning rate on the tuning seed, then train every reported seed with it: one row."""
-    build = recurrent_builders()[model]
+    build = builders(args)[model]
     tuning = {}
     for lr in args.lrs:
         result, hidden = recall_point(build, task, replace(budget, lr=lr), args.tuning_seed, args.parameters)
@@ -138,6 +163,7 @@ def skip_reason(rows: list[dict], task: str, model: str) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Run the sweep and write the results file after every point."""
     args = parse_args(argv)
+    builders(args)  # fail early on an unknown model
     device = torch.device("cpu")
     threads = small_model_threads(device)
     budget = Budget(steps=args.steps, batch_size=args.batch_size)

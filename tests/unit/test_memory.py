@@ -245,3 +245,32 @@ def test_initial_state_gradients_errors():
         initial_state_gradients(nn.GRU(2, 3, batch_first=True), torch.randn(1, 4, 2), [5])
     with pytest.raises(ValueError, match="forwards only"):
         initial_state_gradients(nn.GRU(2, 3, batch_first=True, bidirectional=True), torch.randn(1, 4, 2), [1])
+
+
+def test_the_sweep_takes_any_layer_with_the_interface(bench, tmp_path, monkeypatch):
+    """Chapter 12 puts other layers into the same harness: a module of builders, named on the command line."""
+    import types
+
+    class Mean(nn.Module):
+        """(B, T, D) -> (B, T, H): a projection then a running mean; no state, like a Transformer encoder."""
+
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.input_size, self.hidden_size = input_size, hidden_size
+            self.project = nn.Linear(input_size, hidden_size)
+
+        def forward(self, inputs, state=None, lengths=None):
+            steps = torch.arange(1, inputs.shape[1] + 1)[None, :, None]
+            return self.project(inputs).cumsum(1) / steps, None
+
+    module = types.ModuleType("extra_builders")
+    module.BUILDERS = {"mean": lambda hidden, task: Mean(task.vocab_size, hidden)}
+    monkeypatch.setitem(sys.modules, "extra_builders", module)
+    out = tmp_path / "mean.json"
+    options = ["--builders", "extra_builders:BUILDERS", "--models", "mean", "--tasks", "blank", "--lags", "1"]
+    bench.main([*options, "--seeds", "1", "--lrs", "0.01", "--steps", "20", "--parameters", "300", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "mean"
+    assert abs(row["parameters"] - 300) < 40
+    with pytest.raises(SystemExit, match="unknown models"):
+        bench.main(["--models", "transformer", "--out", str(out)])

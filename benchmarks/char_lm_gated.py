@@ -91,7 +91,7 @@ def train_and_score(kind: str, hidden: int, lr: float, seed: int, data: dict) ->
 def main(argv: list[str] | None = None) -> None:
     """Run the grid and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01, 0.02, 0.04, 0.08])
+    parser.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01, 0.02, 0.04, 0.08, 0.16])
     parser.add_argument("--seed", type=int, default=100, help="the tuning seed")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

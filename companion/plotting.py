@@ -71,6 +71,10 @@ def plot_heatmap(
     return ax
 
 
+# One colour per recurrent model, the same in every chapter's memory plots.
+MODEL_COLORS = {"rnn": "C0", "lstm": "C1", "lstm-forget1": "C2", "lstm-chrono": "C3", "gru": "C4"}
+
+
 def plot_memory_curves(
     results: dict,
     task: str,
@@ -78,13 +82,15 @@ def plot_memory_curves(
     ax: Axes | None = None,
     labels: dict[str, str] | None = None,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Recall accuracy against lag from ``benchmarks/memory_vs_lag.py``'s results (``companion.memory.load_sweep``).
 
     One line per model of ``models`` on ``task`` (``"distractors"`` or ``"blank"``): the mean over the seeds, with
     a bar from the lowest to the highest seed; the lag axis is logarithmic (the models are shifted a little
     sideways so that their bars do not hide each other), and a dotted line marks chance. ``labels`` renames models
-    in the legend. Lags a model was not run at (after failing twice) are left out.
+    in the legend (``legend=False`` leaves it out, e.g. for one legend under several panels); each model keeps its
+    colour of ``MODEL_COLORS`` across plots. Lags a model was not run at (after failing twice) are left out.
     """
     ax = ax or plt.subplots(figsize=(5, 3.4))[1]
     chance, all_lags = None, set()
@@ -101,7 +107,8 @@ def plot_memory_curves(
         spread = np.array([[row["mean"] - row["min"] for row in rows], [row["max"] - row["mean"] for row in rows]])
         shift = 1.04 ** (index - (len(models) - 1) / 2)  # a few percent along the log axis
         label = (labels or {}).get(model, model)
-        ax.errorbar(lags * shift, means, yerr=spread, marker="o", ms=4, capsize=2, label=label)
+        color = MODEL_COLORS.get(model, f"C{(len(MODEL_COLORS) + index) % 10}")
+        ax.errorbar(lags * shift, means, yerr=spread, marker="o", ms=4, capsize=2, label=label, color=color)
         chance = rows[0]["chance"]
     ax.axhline(chance, color="gray", ls=":", label="chance")
     ax.set_xscale("log")
@@ -110,7 +117,8 @@ def plot_memory_curves(
     ax.minorticks_off()
     ax.set(xlabel="lag (steps between the token and the question)", ylabel="test accuracy", ylim=(0, 1.05))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     return ax

@@ -41,15 +41,16 @@ from companion.training import Trainer, loss_on  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "char_lm_gated.json"
 LAYERS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
-WINDOW, BATCH, EPOCHS, STEPS_PER_EPOCH, LR_DEFAULT = 64, 32, 8, 50, 0.01
+WINDOW, BATCH, EPOCHS, STEPS_PER_EPOCH = 64, 32, 8, 50
+MIN_FREQ, TRAIN_SHARE = 100, 0.9  # Chapter 1's vocabulary and split
 
 
 def character_data() -> dict:
     """Chapter 1's split: training and validation windows and the vocabulary size."""
     text = load_corpus("wikipedia")
     chars = CharTokenizer().tokenize(text)
-    split = int(0.9 * len(chars))
-    vocab = Vocab.build([chars[:split]], min_freq=100)
+    split = int(TRAIN_SHARE * len(chars))
+    vocab = Vocab.build([chars[:split]], min_freq=MIN_FREQ)
     ids = torch.tensor(vocab.encode(chars))
     return {
         "vocab_size": len(vocab),

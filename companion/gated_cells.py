@@ -49,12 +49,16 @@ def lstm_step(
     bias_ih: torch.Tensor | None = None,
     bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step: x (B, D) and state (h, c), each (B, H), with weights (4H, D), (4H, H), (4H,) -> (h, c)."""
+    """One LSTM step: x (B, D) and state (h, c), each (B, H) -> new (h, c).
+
+    Weights as in torch.nn.LSTMCell: (4H, D), (4H, H), biases (4H,).
+    """
     h, c = state
-    gates = x @ weight_ih.T + h @ weight_hh.T  # (B, 4H): the four gates' pre-activations side by side
+    # The four gates' pre-activations side by side: (B, 4H).
+    gates = x @ weight_ih.T + h @ weight_hh.T
     if bias_ih is not None:
         gates = gates + bias_ih + bias_hh
-    i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each, in torch's order
+    i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each, torch's order
     # Input gate: how much of the candidate to write into the memory.
     i = torch.sigmoid(i)
     # Forget gate: how much of the old memory to keep (1 keeps it all).
@@ -63,7 +67,8 @@ def lstm_step(
     g = torch.tanh(g)
     # Output gate: how much of the memory to show as the hidden state.
     o = torch.sigmoid(o)
-    # The memory is updated by addition, not by a squashing matrix product: the gradient's highway.
+    # The memory changes by addition, not through a squashing matrix
+    # product: the gradient's highway.
     c = f * c + i * g  # (B, H)
     h = o * torch.tanh(c)  # (B, H)
     return h, c
@@ -77,7 +82,10 @@ def gru_step(
     bias_ih: torch.Tensor | None = None,
     bias_hh: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One GRU step in PyTorch's convention: x (B, D), h (B, H), weights (3H, D), (3H, H), (3H,) -> h (B, H)."""
+    """One GRU step in PyTorch's convention: x (B, D), h (B, H) -> new h.
+
+    Weights as in torch.nn.GRUCell: (3H, D), (3H, H), biases (3H,).
+    """
     from_input = x @ weight_ih.T  # (B, 3H)
     from_memory = h @ weight_hh.T  # (B, 3H)
     if bias_ih is not None:
@@ -85,13 +93,13 @@ def gru_step(
         from_memory = from_memory + bias_hh
     r_x, z_x, n_x = from_input.chunk(3, dim=1)  # (B, H) each
     r_h, z_h, n_h = from_memory.chunk(3, dim=1)
-    # Reset gate: how much of the memory the candidate may read (0 starts afresh).
+    # Reset gate: how much of the memory the candidate may read.
     r = torch.sigmoid(r_x + r_h)
-    # Update gate: how much of the old state to keep (PyTorch's convention: 1 keeps it all).
+    # Update gate: how much of the old state to keep (1 keeps it all).
     z = torch.sigmoid(z_x + z_h)
-    # Candidate: the new content, reading the memory through the reset gate.
+    # Candidate: the new content, reading the memory through r.
     n = torch.tanh(n_x + r * n_h)
-    # Keep a share z of the old state, write a share 1 - z of the candidate.
+    # Keep a share z of the old state, write 1 - z of the candidate.
     return z * h + (1 - z) * n  # (B, H)
 
 

@@ -27,7 +27,8 @@ run at longer lags (the row says so), and the sweep ends at ``--max-lag``, when 
 ``--cpu-budget`` seconds of CPU time are spent.
 
 The results file (``benchmarks/results/memory_vs_lag.json``) holds the configuration, the environment report
-(``companion.environment_report``), the total CPU time, and one row per (task, model, lag): hidden size, parameter
+(``companion.environment_report``), the total CPU time, every invocation that added to it (``runs``: a resumed
+sweep may extend one model to a longer lag), and one row per (task, model, lag): hidden size, parameter
 count, the grid's validation accuracies, the chosen learning rate, each seed's test accuracy, updates made and CPU
 seconds, and their mean, spread (min, max, standard deviation) and chance level. ``book/part2/lstm.ipynb`` plots it
 and reruns one point live; Chapter 2 takes the RNN's rows as its closing baseline.
@@ -168,24 +169,37 @@ def main(argv: list[str] | None = None) -> None:
     threads = small_model_threads(device)
     budget = Budget(steps=args.steps, batch_size=args.batch_size)
     rows: list[dict] = []
-    previous_cpu = 0.0
+    previous_cpu, earlier_runs, earlier_config = 0.0, [], {}
     if args.resume and args.out.exists():
         saved = json.loads(args.out.read_text())
-        rows, previous_cpu = saved["rows"], saved["cpu_seconds"]
+        rows, previous_cpu, earlier_config = saved["rows"], saved["cpu_seconds"], saved["config"]
+        earlier_runs = saved.get("runs") or [
+            {"command": saved["command"], "stopped": saved["stopped"], "cpu_seconds": saved["cpu_seconds"]}
+        ]
     done = {(row["task"], row["model"], row["lag"]): row for row in rows}
     start_cpu, start_wall = time.process_time(), time.time()
     report = environment_report(device=device)
     command = "python benchmarks/memory_vs_lag.py " + " ".join(argv if argv is not None else sys.argv[1:])
     stopped = "all lags run"
 
+    def union(key: str, values: list) -> list:
+        """What this run covers and what the runs it resumes covered (a resumed sweep may extend one model)."""
+        order = [*MODELS, *TASKS]
+        merged = set(values) | set(earlier_config.get(key, []))
+        if key == "lags":
+            return sorted(merged)
+        return sorted(merged, key=lambda value: (order.index(value) if value in order else len(order), value))
+
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        this_run = {"command": command.strip(), "stopped": stopped, "cpu_seconds": time.process_time() - start_cpu}
         results = {
             "command": command.strip(),
+            "runs": [*earlier_runs, this_run],
             "config": {
-                "models": args.models,
-                "tasks": args.tasks,
-                "lags": [lag for lag in args.lags if lag <= args.max_lag],
+                "models": union("models", args.models),
+                "tasks": union("tasks", args.tasks),
+                "lags": union("lags", [lag for lag in args.lags if lag <= args.max_lag]),
                 "seeds": args.seeds,
                 "tuning_seed": args.tuning_seed,
                 "lrs": args.lrs,

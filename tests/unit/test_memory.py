@@ -274,3 +274,15 @@ def test_the_sweep_takes_any_layer_with_the_interface(bench, tmp_path, monkeypat
     assert abs(row["parameters"] - 300) < 40
     with pytest.raises(SystemExit, match="unknown models"):
         bench.main(["--models", "transformer", "--out", str(out)])
+
+
+def test_a_resumed_sweep_may_extend_one_model_and_keeps_what_came_before(bench, tmp_path):
+    out = tmp_path / "results.json"
+    common = ["--tasks", "blank", "--seeds", "1", "--lrs", "0.01", "--steps", "20", "--parameters", "300"]
+    bench.main([*common, "--models", "rnn", "lstm", "--lags", "1", "--out", str(out)])
+    bench.main([*common, "--models", "lstm", "--lags", "2", "--out", str(out), "--resume"])
+    results = json.loads(out.read_text())
+    assert results["config"]["models"] == ["rnn", "lstm"]
+    assert results["config"]["lags"] == [1, 2]
+    assert [run["command"].split("--lags")[1].split()[0] for run in results["runs"]] == ["1", "2"]
+    assert [(r["model"], r["lag"]) for r in results["rows"]] == [("lstm", 1), ("lstm", 2), ("rnn", 1)]

@@ -12,9 +12,10 @@ Also here:
 - each notebook ends with one more test, ``execution time``, which fails past the 2-minute ceiling of CPU time;
 - the end of the run prints each notebook's wall and CPU time (and keeps them in pytest's cache, to hand the
   longest notebooks out first next time);
-- under pytest-xdist (`-n auto`, set in pyproject) whole files go to workers: the notebooks first, each on one
-  worker with its cells in order in one kernel; then all tests of the built site together on one worker, which
-  builds it once every book notebook has finished; then the rest.
+- under pytest-xdist (`-n auto`, set in pyproject) whole files go to workers, each notebook on one worker with its
+  cells in order in one kernel: first the exercises with their grading tests (one unit: they mostly wait on time
+  limits), then the book's notebooks, then all tests of the built site together on one worker, which builds it once
+  every book notebook has finished, then the rest.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 # what is checked because other jobs on a shared machine stretch wall time but hardly CPU time.
 BUDGET_SECONDS = 60
 CEILING_SECONDS = 120
-# The tests of the built site: one work unit under xdist, so that one worker builds the site and checks it.
-SITE_TESTS = ("tests/test_book.py", "tests/browser/")
+# Work units under xdist that hold several files, each run by one worker, in order:
+SITE_TESTS = ("tests/test_book.py", "tests/browser/")  # one worker builds the site and checks it
+# The grading tests check that grading changes no file in exercises/, and nbval's run of an exercise writes otter's
+# .OTTER_LOG there: the two never run side by side.
+EXERCISE_TESTS = ("exercises/", "tests/test_grading.py")
 MAX_WORKERS = 4  # each worker and its kernel hold a PyTorch: about 1.5 GB together
 SECONDS_CACHE_KEY = "course/seconds-per-file"
-GRADING_TESTS = "tests/test_grading.py"
 RUNS = pytest.StashKey[Path]()
 END_OF_RUN = pytest.StashKey[list[str]]()
 
@@ -289,15 +292,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _phase(item: pytest.Item) -> int:
-    """When a file's tests are handed out: 0 the grading tests, which mostly wait on the time limits of sandboxed
-    submissions, so they start first and wait beside the notebooks; 1 book notebooks; 2 exercise notebooks; 3 the
-    built site's tests (their build waits for the book's notebooks); 4 the rest."""
+    """When a file's tests are handed out: 0 the exercises' notebooks and 1 their grading tests (one work unit),
+    which mostly wait on the time limits of sandboxed submissions, so they start first and wait beside the book;
+    2 the book's notebooks; 3 the built site's tests (their build waits for the book); 4 the rest."""
     path = _name(item.path)
     if isinstance(item.parent, IPyNbFile):
-        return 1 if path.startswith("book/") else 2
+        return 2 if path.startswith("book/") else 0
     if path.startswith(SITE_TESTS):
         return 3
-    return 0 if path == GRADING_TESTS else 4
+    return 1 if path.startswith(EXERCISE_TESTS) else 4
 
 
 @pytest.hookimpl(tryfirst=True)  # before --lf/--ff and deselection, which then have the last word
@@ -403,11 +406,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 class CourseScheduling(LoadFileScheduling):
-    """xdist's loadfile scheduling, with every test of the built site in one work unit."""
+    """xdist's loadfile scheduling, with the built site's tests in one work unit and the exercises in another."""
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
-        return "the built site" if path.startswith(SITE_TESTS) else path
+        if path.startswith(SITE_TESTS):
+            return "the built site"
+        return "the exercises" if path.startswith(EXERCISE_TESTS) else path
 
 
 # -- the site, built from this run's executions --------------------------------------------------------------------

@@ -167,12 +167,12 @@ def test_the_test_build_differs_from_course_book_only_in_where_executions_come_f
     assert config == original
 
 
-def test_grading_and_notebooks_come_first_and_the_sites_tests_before_the_rest() -> None:
+def test_exercises_and_notebooks_come_first_and_the_sites_tests_before_the_rest() -> None:
     command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider"]
     command += ["tests/test_repository.py", "tests/test_book.py", "exercises", "book", "tests/test_grading.py"]
     listed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600).stdout.splitlines()
     files = list(dict.fromkeys(line.split("::")[0] for line in listed if "::" in line))
-    order = ["tests/test_grading.py", "book/", "exercises/", "tests/test_book.py", "tests/test_repository.py"]
+    order = ["exercises/", "tests/test_grading.py", "book/", "tests/test_book.py", "tests/test_repository.py"]
     phases = [next(phase for phase, start in enumerate(order) if name.startswith(start)) for name in files]
     assert phases == sorted(phases), files
     assert set(phases) == set(range(len(order))), files
@@ -185,9 +185,11 @@ def test_grading_and_notebooks_come_first_and_the_sites_tests_before_the_rest() 
     assert all(line.endswith("::execution time") for line in ends), ends
 
 
-def test_the_sites_tests_form_one_work_unit_and_notebooks_one_each() -> None:
+def test_the_sites_tests_form_one_work_unit_the_exercises_another_and_notebooks_one_each() -> None:
     scope = CourseScheduling._split_scope
     assert scope(None, "tests/test_book.py::test_a") == scope(None, "tests/browser/test_site.py::test_b")
+    # the grading tests check that nothing in exercises/ changes while they grade: never beside an exercise's run
+    assert scope(None, "exercises/ch01-recurrence.ipynb::Cell 1") == scope(None, "tests/test_grading.py::test_c")
     assert scope(None, "book/part1/recurrence.ipynb::Cell 3") == "book/part1/recurrence.ipynb"
     assert scope(None, "tests/unit/test_vocab.py::test_x[1]") == "tests/unit/test_vocab.py"
 

@@ -480,6 +480,8 @@ def _graded(
     with ``server`` for one job, else in ``jobs`` processes (each with its own global random state, so tests
     repeat exactly)."""
     if jobs <= 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a job process: small tests, and no thread spinning on a shared core
         _start_job(str(autograders), limits, hidden, server=server)
         try:
             for student, exercise, path in todo:
@@ -490,6 +492,7 @@ def _graded(
         finally:
             _stop_job_server()
             _JOB.clear()
+            torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["grading.grade", "otter.test_files"])

@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -47,10 +48,9 @@ RESULTS = ROOT / "grading" / "results"
 COLUMNS = {
     "case": "case",
     "submissions": "submissions",
-    "jobs": "jobs (cores)",
+    "jobs": "jobs",
     "wall_s": "wall s",
     "cpu_s": "CPU s",
-    "wall_s_each": "wall s each",
     "cpu_s_each": "CPU s each",
     "per_minute_per_core": "per minute per core",
     "load_average": "load average",
@@ -147,7 +147,7 @@ class Measured:
             "wall_s_each": f"{self.wall_s / each:.2f}",
             "cpu_s_each": f"{self.cpu_s / each:.2f}",
             "per_minute_per_core": f"{self.per_minute_per_core:.0f}" if self.per_minute_per_core else "",
-            "load_average": f"{self.load[0]:.1f} to {self.load[1]:.1f}" if self.load != (0.0, 0.0) else "",
+            "load_average": f"{self.load[0]:.1f}–{self.load[1]:.1f}" if self.load != (0.0, 0.0) else "",
         }
 
 
@@ -189,7 +189,7 @@ def projected(start: Measured, whole: Measured, cores: int) -> Measured:
     each = (whole.cpu_s - start.cpu_s) / (whole.submissions - start.submissions)
     startup = max(0.0, start.cpu_s - start.submissions * each)
     wall = startup / start.jobs + whole.submissions * each / cores
-    case = f"class of {whole.submissions}, honest, {cores} free cores (projected)"
+    case = f"class of {whole.submissions}, {cores} free cores (projected)"
     return Measured(
         case,
         whole.submissions,
@@ -229,6 +229,8 @@ def examples(folder: Path, autograders: Path) -> dict[str, str]:
     said = [line.replace(f"{out}/", "marks/").replace(str(out), "marks") for line in run.stdout.splitlines()]
     shown = ["$ ./course grade submissions/ --out marks --load-seconds 5"]
     shown += [line for line in lines if not line.startswith("grading:")] + bars[-1:] + said
+    # As a terminal of the page's width would show it.
+    shown = [part for line in shown for part in textwrap.wrap(line, 76, subsequent_indent="  ", break_on_hyphens=False)]
     return {
         "grading-example.txt": "\n".join(shown) + "\n",
         "feedback-example.md": (out / "feedback" / "bob" / "ch01-recurrence.md").read_text(),

@@ -7,6 +7,7 @@ their names, their code or their messages, which would tell the student what the
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ NOT_LOADED = {
 }
 # The exceptions the grader's proxies raise: the student needs their message, not their name.
 PREFIXES = ("WorkerGone: ", "StudentError: ")
+WIDTH = 76  # a message's lines are wrapped, so that they read without scrolling sideways
 
 
 def feedback_text(report: Report, exercise: Exercise) -> str:
@@ -98,11 +100,23 @@ def _question(question: Question, graded: dict | None, not_loaded: bool) -> list
 
 
 def _indented(result: dict) -> list[str]:
-    """The first lines of a visible test's message, as a Markdown code block."""
+    """The first lines of a visible test's message, as a Markdown code block no wider than ``WIDTH``."""
     message = result.get("message", "")
     for prefix in PREFIXES:
         message = message.removeprefix(prefix)
-    return [f"      {line}".rstrip() for line in message.splitlines()[:20]]
+    lines = []
+    for line in message.splitlines()[:20]:
+        # Broken at spaces only, so that no number or name is cut in two.
+        wrapped = textwrap.wrap(
+            line,
+            WIDTH,
+            initial_indent=" " * 6,
+            subsequent_indent=" " * 8,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines += wrapped or [""]
+    return lines
 
 
 def write_feedback(report: Report, exercise: Exercise, folder: Path) -> Path:

@@ -182,20 +182,22 @@ def scaling_exponent(lengths: Sequence[int], values: Sequence[float], smallest: 
 
 
 def format_table(points: Sequence[Point | dict]) -> str:
-    """Milliseconds (CPU, median) and MB saved for backward, one row per length, one column pair per layer."""
+    """Two tables, one row per length and one column per layer: CPU ms (median), then MB saved for backward."""
     lengths = sorted({_get(p, "length") for p in points})
-    header = f"{'n':>6} " + " ".join(f"{name:>22}" for name in LAYERS)
-    lines = [header, f"{'':>6} " + " ".join(f"{'ms':>10} {'MB saved':>11}" for _ in LAYERS)]
     by_key = {(_get(p, "layer"), _get(p, "length")): p for p in points}
-    for length in lengths:
-        cells = []
-        for name in LAYERS:
-            point = by_key.get((name, length))
-            if point is None:
-                cells.append(f"{'-':>10} {'-':>11}")
-            else:
-                cells.append(f"{1e3 * _get(point, 'cpu_s'):>10.2f} {_get(point, 'saved_bytes') / 1e6:>11.2f}")
-        lines.append(f"{length:>6} " + " ".join(cells))
+    short = {"attention (scratch)": "scratch", "attention (fused)": "fused", "RNN": "RNN", "LSTM": "LSTM"}
+    lines = []
+    for title, key, scale in (
+        ("CPU ms, forward + backward", "cpu_s", 1e3),
+        ("MB saved for backward", "saved_bytes", 1e-6),
+    ):
+        lines += [title, f"{'n':>6} " + " ".join(f"{short[name]:>9}" for name in LAYERS)]
+        for length in lengths:
+            cells = [by_key.get((name, length)) for name in LAYERS]
+            values = [f"{'-':>9}" if p is None else f"{scale * _get(p, key):>9.2f}" for p in cells]
+            lines.append(f"{length:>6} " + " ".join(values))
+        lines.append("")
+    lines.append("scratch, fused: self-attention (4 heads) on its two paths; RNN, LSTM: torch.nn's")
     return "\n".join(lines)
 
 

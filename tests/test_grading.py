@@ -55,6 +55,53 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [2, 3, 3, 3],
         ),
     ],
+    "ch08-self-attention": [
+        (
+            "attention_weights",
+            "def attention_weights(query, key, lengths):\n"
+            "    scores = query @ key.transpose(1, 2) / math.sqrt(query.shape[-1])\n"
+            "    real = torch.arange(key.shape[1])[None, None, :] < lengths[:, None, None]\n"
+            "    # a large finite number instead of -inf: no NaN, but a row without keys turns uniform\n"
+            "    return torch.softmax(scores.masked_fill(~real, -1e9), dim=-1)\n",
+            [1, 3, 3, 3],
+        ),
+        (
+            "cached_causal_attention",
+            "def cached_causal_attention(query, key, value):\n"
+            "    scores = query @ key.transpose(1, 2) / math.sqrt(query.shape[-1])\n"
+            "    # the triangle aligned with the first key, not the last: new queries miss the cache\n"
+            "    allowed = torch.ones(query.shape[1], key.shape[1], dtype=torch.bool).tril()\n"
+            "    weights = torch.softmax(scores.masked_fill(~allowed, float('-inf')), dim=-1)\n"
+            "    return weights @ value\n",
+            [3, 3, 0, 3],
+        ),
+    ],
+    "ch09-position": [
+        (
+            "rotary_scores",
+            "def rotary_scores(query, key, query_positions, key_positions):\n"
+            "    def rotate(x, positions):\n"
+            "        dim = x.shape[-1]\n"
+            "        w = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)\n"
+            "        angle = (positions.double()[:, None] * w).to(x.dtype)\n"
+            "        # pairs feature i with i + d/2 (GPT-NeoX's layout), not adjacent features\n"
+            "        first, second = x[:, : dim // 2], x[:, dim // 2 :]\n"
+            "        cos, sin = angle.cos(), angle.sin()\n"
+            "        return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)\n"
+            "\n"
+            "    return rotate(query, query_positions) @ rotate(key, key_positions).T\n",
+            [3, 2, 3, 2],
+        ),
+        (
+            "relative_bias",
+            "def relative_bias(table, query_length, key_length):\n"
+            "    k = (table.shape[0] - 1) // 2\n"
+            "    # queries placed at the first positions instead of the last\n"
+            "    distance = torch.arange(key_length)[None, :] - torch.arange(query_length)[:, None]\n"
+            "    return table[distance.clamp(-k, k) + k].permute(2, 0, 1)\n",
+            [3, 3, 1, 2],
+        ),
+    ],
 }
 
 PATCH_COMPARISONS = """

@@ -146,6 +146,7 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             "    return total\n",
             [3, 3, 4, 1],
         ),
+    ],
     "ch08-self-attention": [
         (
             "attention_weights",

@@ -99,3 +99,30 @@ def test_public_method_has_a_docstring_and_type_hints(name):
     function = METHODS[name]
     assert not missing_annotations(function), f"{name} lacks type hints for {missing_annotations(function)}"
     assert (function.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+# COURSE.md section 3: model modules, in teaching order, import only checks, masks and earlier model modules,
+# never data, training or decoding (so a model can be read, and reused, without the pipeline around it).
+MODEL_MODULES = ["recurrent_cells", "gated_cells", "seq2seq", "attention", "positions", "transformer", "pretraining"]
+
+
+def companion_imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("companion."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("companion.")}
+    return found
+
+
+@pytest.mark.parametrize("name", ["masks", *MODEL_MODULES])
+def test_a_model_module_imports_only_checks_masks_and_earlier_models(name):
+    path = Path(companion.__file__).parent / f"{name}.py"
+    if not path.exists():
+        pytest.skip(f"companion/{name}.py is not written yet")
+    earlier = MODEL_MODULES[: MODEL_MODULES.index(name)] if name in MODEL_MODULES else []
+    allowed = {"checks", *earlier} | ({"masks"} if name != "masks" else set())
+    assert companion_imports(path) <= allowed, f"companion/{name}.py imports {companion_imports(path) - allowed}"

@@ -27,8 +27,16 @@ def entries() -> dict[str, str]:
 
 def test_the_glossary_holds_the_terms_the_course_plan_names():
     terms = " ".join(entries())
-    for english in ("Recurrent neural network", "Long short-term memory", "Gated recurrent unit",
-                    "Attention mechanism", "Self-attention", "Multi-head attention", "Positional encoding"):  # fmt: skip
+    english_terms = (
+        "Recurrent neural network",
+        "Long short-term memory",
+        "Gated recurrent unit",
+        "Attention mechanism",
+        "Self-attention",
+        "Multi-head attention",
+        "Positional encoding",
+    )
+    for english in english_terms:
         assert english in terms
     definitions = " ".join(entries().values())
     chinese_terms = ("循环神经网络", "长短期记忆", "门控循环单元", "注意力机制", "自注意力", "多头注意力", "位置编码")

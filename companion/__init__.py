@@ -2,7 +2,8 @@
 
 Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made),
 ``data`` (tokens, corpora, translation pairs, time series, synthetic tasks, batching), ``training`` (the Trainer),
-``metrics`` (accuracy, perplexity, sacreBLEU) and ``plotting``. Model modules join as their chapters are written.
+``metrics`` (accuracy, perplexity, sacreBLEU) and ``plotting``. Model modules join as their chapters are written;
+Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``.
 """
 
 from companion.device import pick_device

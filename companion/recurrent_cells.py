@@ -40,7 +40,7 @@ from companion.checks import (
     check_same_size,
     check_tensor,
 )
-from companion.data.batching import lengths_to_mask
+from companion.masks import lengths_to_mask
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 

@@ -362,19 +362,13 @@ def test_a_description_is_alt_text() -> None:
 # Pages written before this check, with output lines still wider than the page (an error message, a table row,
 # a tensor's repr): their authors wrap those lines, then take the page off this list. A listed page that no longer
 # has a wide line fails too, so the list only shrinks.
-WIDE_OUTPUTS_TO_FIX = {"book/part2/lstm.html", "book/part4/position.html", "book/part4/self-attention.html"}
-
-
 def test_no_output_line_scrolls_sideways(visits: dict[str, PageVisit]) -> None:
-    problems = {
-        path: [f"output line wider than the page: {line!r}" for line in visit.facts["wideOutputs"]]
-        for path, visit in visits.items()
-        if path not in WIDE_OUTPUTS_TO_FIX
-    }
-    for path in WIDE_OUTPUTS_TO_FIX & set(visits):
-        if not visits[path].facts["wideOutputs"]:
-            problems[path] = ["no output line is wider than the page any more: take it off WIDE_OUTPUTS_TO_FIX"]
-    check(problems)
+    check(
+        {
+            path: [f"output line wider than the page: {line!r}" for line in visit.facts["wideOutputs"]]
+            for path, visit in visits.items()
+        }
+    )
 
 
 def test_internal_links_and_anchors_resolve(visits: dict[str, PageVisit], served_site: Served) -> None:

@@ -118,25 +118,42 @@ class Seq2SeqState:
 
     Attributes:
         hidden: the decoder's recurrent state in torch's layout, (L, B, H) or an LSTM's ``(h, c)``.
-        memory: (B, S, H_enc) the encoder's outputs, zero at padded positions: the keys and values of attention.
-        source_mask: (B, S) bool, True at the real source tokens (where attention may look).
         context: (B, H_enc) the context vector, the encoder's last layer at each source's last token (both
             directions side by side for a bidirectional encoder).
+        encoder_outputs: (B0, S, H_enc) the encoder's outputs for the B0 sources that were encoded.
+        encoder_mask: (B0, S) bool, True at their real tokens.
+        rows: (B,) which encoded source each of the B sequences reads (beam search gives one source several
+            sequences); None when sequence i reads source i.
         feed: (B, H) the previous step's combined vector, for input feeding; None otherwise.
         weights: (B, T, S) the attention weights of the positions the last call produced; None without attention.
+
+    ``memory`` (B, S, H_enc) and ``source_mask`` (B, S) give each sequence its source's outputs and mask: the keys
+    and values of attention, and where it may look. Reordering a state (``select``) only reorders ``rows``, so beam
+    search does not copy the encoder's outputs at every step.
     """
 
     hidden: RecurrentState
-    memory: torch.Tensor
-    source_mask: torch.Tensor
     context: torch.Tensor
+    encoder_outputs: torch.Tensor
+    encoder_mask: torch.Tensor
+    rows: torch.Tensor | None = None
     feed: torch.Tensor | None = None
     weights: torch.Tensor | None = None
 
     @property
+    def memory(self) -> torch.Tensor:
+        """(B, S, H_enc) the encoder's outputs for each sequence, zero at padded positions."""
+        return self.encoder_outputs if self.rows is None else self.encoder_outputs.index_select(0, self.rows)
+
+    @property
+    def source_mask(self) -> torch.Tensor:
+        """(B, S) bool, True at the real tokens of each sequence's source."""
+        return self.encoder_mask if self.rows is None else self.encoder_mask.index_select(0, self.rows)
+
+    @property
     def batch_size(self) -> int:
         """B, the number of sequences (or beams) the state holds."""
-        return self.memory.shape[0]
+        return self.context.shape[0]
 
     def select(self, indices: torch.Tensor) -> Seq2SeqState:
         """The state of the sequences ``indices`` (N,) (repeats allowed, as beam search needs), in that order."""
@@ -146,9 +163,10 @@ class Seq2SeqState:
 
         return Seq2SeqState(
             hidden=reorder_recurrent_state(self.hidden, indices),
-            memory=pick(self.memory),
-            source_mask=pick(self.source_mask),
             context=pick(self.context),
+            encoder_outputs=self.encoder_outputs,
+            encoder_mask=self.encoder_mask,
+            rows=indices if self.rows is None else pick(self.rows),
             feed=pick(self.feed),
             weights=pick(self.weights),
         )
@@ -270,7 +288,8 @@ class Decoder(nn.Module):
 
     def _attend(self, query: torch.Tensor, state: Seq2SeqState) -> tuple[torch.Tensor, torch.Tensor]:
         mask = state.source_mask[:, None, :]  # (B, 1, S): every query may look at every real source token
-        return self.attention(query, state.memory, state.memory, mask)
+        memory = state.memory  # (B, S, H_enc): the keys and the values
+        return self.attention(query, memory, memory, mask)
 
 
 def top_layer(hidden: RecurrentState) -> torch.Tensor:
@@ -344,7 +363,7 @@ class Seq2Seq(nn.Module):
         feed = None
         if self.decoder.attention is not None and self.config.input_feeding:
             feed = memory.new_zeros(batch, self.config.hidden_size)  # (B, H): nothing attended before the first step
-        return Seq2SeqState(hidden=hidden, memory=memory, source_mask=mask, context=context, feed=feed)
+        return Seq2SeqState(hidden, context, encoder_outputs=memory, encoder_mask=mask, feed=feed)
 
     def _bridge(self, final: RecurrentState) -> RecurrentState:
         if self.bridge is None:

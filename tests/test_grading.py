@@ -30,21 +30,46 @@ MASTERS = sorted((ROOT / "exercises").glob("*.ipynb"))
 NAMES = [master.stem for master in MASTERS]
 LIMITS = Limits(load_seconds=20, question_seconds=6, submission_seconds=120, memory_bytes=2 * 1024**3)
 
-# A plausible wrong answer per exercise: (function, its wrong source, expected points per question).
+# Plausible wrong answers per exercise: [(function, its wrong source, expected points per question), ...].
 WRONG = {
-    "ch01-recurrence": (
-        "rnn_step",
-        "def rnn_step(x_t, h_prev, weight_ih, weight_hh, bias_ih, bias_hh):\n"
-        "    return torch.tanh(x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T)  # forgot bias_hh\n",
-        [1, 0, 3, 3],
-    ),
-    "ch02-training-through-time": (
-        "clip_by_global_norm",
-        "def clip_by_global_norm(grads, max_norm):\n"
-        "    scale = max_norm / (global_norm(grads) + 1e-6)  # scales up small gradients too\n"
-        "    return [g * scale for g in grads]\n",
-        [2, 3, 3, 3],
-    ),
+    "ch01-recurrence": [
+        (
+            "rnn_step",
+            "def rnn_step(x_t, h_prev, weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    return torch.tanh(x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T)  # forgot bias_hh\n",
+            [1, 0, 3, 3],
+        ),
+    ],
+    "ch02-training-through-time": [
+        (
+            "clip_by_global_norm",
+            "def clip_by_global_norm(grads, max_norm):\n"
+            "    scale = max_norm / (global_norm(grads) + 1e-6)  # scales up small gradients too\n"
+            "    return [g * scale for g in grads]\n",
+            [2, 3, 3, 3],
+        ),
+    ],
+    "ch05-seq2seq": [
+        (
+            "masked_sequence_loss",
+            "def masked_sequence_loss(logits, targets, lengths):\n"
+            "    real = torch.arange(targets.shape[1])[None, :] < lengths[:, None]\n"
+            "    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction='none')\n"
+            "    return ((per_token * real).sum(1) / lengths).mean()  # a mean of means: short targets weigh more\n",
+            [2, 3, 3, 3],
+        ),
+    ],
+    "ch06-decoding": [
+        (
+            "beam_step",
+            "def beam_step(scores, step_log_probs, finished, end_id, beam_size):\n"
+            "    vocab = step_log_probs.shape[1]\n"
+            "    candidates = (scores[:, None] + step_log_probs).flatten()  # finished prefixes grow on\n"
+            "    best = candidates.topk(beam_size)\n"
+            "    return best.values, best.indices // vocab, best.indices % vocab\n",
+            [2, 1, 3, 3],
+        ),
+    ],
 }
 
 PATCH_COMPARISONS = """

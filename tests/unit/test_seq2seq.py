@@ -288,3 +288,40 @@ def test_a_layer_of_the_wrong_size_is_refused():
         Seq2Seq(config(attention_step="before"), DotAttention(), decoder_rnn=fused_recurrent("gru", 6, 8))
     with pytest.raises(ValueError, match="must be batch-first"):
         Seq2Seq(config(), encoder_rnn=nn.GRU(6, 8))
+
+
+def test_reordering_shares_the_encoder_outputs_instead_of_copying_them():
+    model = model_with()
+    state = model.encode(*padded_sources([4, 2]))
+    picked = model.reorder_state(model.reorder_state(state, torch.tensor([1, 1, 0])), torch.tensor([2, 0]))
+    assert picked.encoder_outputs is state.encoder_outputs
+    assert picked.rows.tolist() == [0, 1]
+    torch.testing.assert_close(picked.memory, state.memory)
+    assert picked.batch_size == 2
+
+
+def test_where_the_context_enters_the_decoder():
+    every_step, start_only = model_with(), model_with(feed_context=False)
+    assert every_step.decoder.rnn.input_size == 6 + 8  # the embedding and the context vector
+    assert start_only.decoder.rnn.input_size == 6
+    source, lengths = padded_sources([4, 3])
+    prefix = targets(2, 3)
+    state = every_step.encode(source, lengths)
+    changed = Seq2SeqState(state.hidden, torch.zeros_like(state.context), state.encoder_outputs, state.encoder_mask)
+    with torch.no_grad():
+        assert not torch.allclose(every_step(prefix, state)[0], every_step(prefix, changed)[0])
+        plain_state = start_only.encode(source, lengths)
+        blank = Seq2SeqState(
+            plain_state.hidden,
+            torch.zeros_like(plain_state.context),
+            plain_state.encoder_outputs,
+            plain_state.encoder_mask,
+        )
+        torch.testing.assert_close(start_only(prefix, plain_state)[0], start_only(prefix, blank)[0])
+
+
+def test_a_bidirectional_context_joins_both_directions():
+    model = model_with(bidirectional=True)
+    state = model.encode(*padded_sources([5, 2]))
+    assert state.context.shape == (2, 16)
+    assert model.decoder.rnn.input_size == 6 + 16

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import random
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,30 +91,31 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-RESULTS_FOLDER = "benchmarks/results"
-RESULTS_URL = "https://raw.githubusercontent.com/rnn-to-transformer/course/main/" + RESULTS_FOLDER
+REPOSITORY_RAW = "https://raw.githubusercontent.com/rnn-to-transformer/course/main/"
+
+
+def repository_file(relative_path: str) -> Path:
+    """A file of the course's repository (a benchmark script, a committed results file), by its path there.
+
+    In a checkout (the book build, a local Jupyter) it is found in the current folder or one of its parents, or
+    beside the installed package; a companion installed without the repository (Colab) downloads it once into the
+    current folder from the course's repository on GitHub.
+    """
+    for folder in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[1]]:
+        if (folder / relative_path).is_file():
+            return folder / relative_path
+    target = Path.cwd() / Path(relative_path).name
+    if not target.is_file():
+        urllib.request.urlretrieve(REPOSITORY_RAW + relative_path, target)  # only outside a checkout
+    return target
 
 
 def benchmark_results(name: str) -> dict:
     """The committed results file ``benchmarks/results/<name>`` (JSON) of a benchmark script, as a dict.
 
-    Looked for in the repository that holds the working directory (the book build, a clone); where there is none
-    (the companion installed on Colab) it is fetched from the course repository, with a clear error offline.
+    Found like every ``repository_file``: in the checkout that holds the working directory (the book build, a clone)
+    or, for a companion installed without the repository (Colab), downloaded from the course's repository.
     """
     import json
-    import urllib.request
-    from pathlib import Path
 
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        path = folder / RESULTS_FOLDER / name
-        if path.is_file():
-            return json.loads(path.read_text())
-    url = f"{RESULTS_URL}/{name}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return json.loads(response.read())
-    except OSError as error:
-        raise FileNotFoundError(
-            f"{RESULTS_FOLDER}/{name} is not in this repository and could not be fetched from {url} ({error}); "
-            "run the notebook inside a clone of the course, or rerun the benchmark that writes it"
-        ) from error
+    return json.loads(repository_file(f"benchmarks/results/{name}").read_text())

@@ -104,16 +104,18 @@ class ClaimBox:
     label: str
 
 
-def claim_label(claim: str) -> str:
-    """The anchor a box gets in the built site: ``claim-`` and the first eight ASCII words of its claim, lower case.
+def claim_label(claim: str, page: str) -> str:
+    """The anchor a box gets in the built site: ``claim-``, the page's file name and the first eight ASCII words of
+    its claim, lower case (``claim-lstm-the-lstm-cell-path-…``).
 
     Built from letters and digits only, so the Markdown source and the rendered title (where quotes turn curly and
-    ``*emphasis*`` loses its stars) give the same label.
+    ``*emphasis*`` loses its stars) give the same label. The page's name keeps it unique when two pages box the same
+    claim (labels are global to the site).
     """
     words = re.findall(r"[a-z0-9]+", claim.lower())
     if not words:
         raise MalformedClaimBox(f"claim {claim!r} has no ASCII word to make a label from")
-    return "claim-" + "-".join(words[:8])
+    return "claim-" + "-".join([*re.findall(r"[a-z0-9]+", page.rsplit("/", 1)[-1].lower()), *words[:8]])
 
 
 def toc_pages(root: Path) -> list[str]:
@@ -228,7 +230,7 @@ def _claim_box(lines: list[str], page: str, source: str, start: int) -> ClaimBox
     verdict = next((name for name in VERDICTS if words.lower().startswith(name)), None)
     if verdict is None:
         raise MalformedClaimBox(f"{where}: verdict {words!r}, expected one of {VERDICTS}")
-    label = options.get("name") or claim_label(claim["claim"])
+    label = options.get("name") or claim_label(claim["claim"], page)
     return ClaimBox(page, source, claim["claim"], verdict, words.rstrip("."), body, label)
 
 

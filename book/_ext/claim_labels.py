@@ -32,7 +32,7 @@ class LabelClaimBoxes(SphinxTransform):
             if title is None:
                 continue
             claim = title.astext().removeprefix("Claim:").strip()
-            label = claim_label(claim)
+            label = claim_label(claim, self.env.docname)
             box["names"].append(label)
             box["ids"].append(label)
             self.document.note_explicit_target(box, box)

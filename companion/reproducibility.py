@@ -87,3 +87,32 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+RESULTS_FOLDER = "benchmarks/results"
+RESULTS_URL = "https://raw.githubusercontent.com/rnn-to-transformer/course/main/" + RESULTS_FOLDER
+
+
+def benchmark_results(name: str) -> dict:
+    """The committed results file ``benchmarks/results/<name>`` (JSON) of a benchmark script, as a dict.
+
+    Looked for in the repository that holds the working directory (the book build, a clone); where there is none
+    (the companion installed on Colab) it is fetched from the course repository, with a clear error offline.
+    """
+    import json
+    import urllib.request
+    from pathlib import Path
+
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        path = folder / RESULTS_FOLDER / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    url = f"{RESULTS_URL}/{name}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except OSError as error:
+        raise FileNotFoundError(
+            f"{RESULTS_FOLDER}/{name} is not in this repository and could not be fetched from {url} ({error}); "
+            "run the notebook inside a clone of the course, or rerun the benchmark that writes it"
+        ) from error

@@ -56,6 +56,27 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [2, 3, 3, 3],
         ),
     ],
+    "ch05-seq2seq": [
+        (
+            "masked_sequence_loss",
+            "def masked_sequence_loss(logits, targets, lengths):\n"
+            "    real = torch.arange(targets.shape[1])[None, :] < lengths[:, None]\n"
+            "    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction='none')\n"
+            "    return ((per_token * real).sum(1) / lengths).mean()  # a mean of means: short targets weigh more\n",
+            [2, 3, 3, 3],
+        ),
+    ],
+    "ch06-decoding": [
+        (
+            "beam_step",
+            "def beam_step(scores, step_log_probs, finished, end_id, beam_size):\n"
+            "    vocab = step_log_probs.shape[1]\n"
+            "    candidates = (scores[:, None] + step_log_probs).flatten()  # finished prefixes grow on\n"
+            "    best = candidates.topk(beam_size)\n"
+            "    return best.values, best.indices // vocab, best.indices % vocab\n",
+            [2, 1, 3, 3],
+        ),
+    ],
     "ch08-self-attention": [
         (
             "attention_weights",

@@ -1,6 +1,6 @@
 """Chapter 6's sweep: greedy and beam search with and without length normalisation, on Chapter 5's model.
 
-Run it from the repository root (about 45 minutes of CPU on one thread)::
+Run it from the repository root (about 15 minutes of CPU on one thread)::
 
     .venv/bin/python benchmarks/beam_sweep.py              # writes benchmarks/results/beam_sweep.json
     .venv/bin/python benchmarks/beam_sweep.py --seeds 0    # one seed, printed, not saved

@@ -85,4 +85,3 @@ def alignment(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, prefi
     finally:
         model.train(was_training)
     return state.weights  # (B, T, S)
-

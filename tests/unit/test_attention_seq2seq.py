@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from companion.attention import AdditiveAttention, ConcatAttention, DotProductAttention, GeneralAttention
-from companion.attention_seq2seq import SCORES, alignment, attention_seq2seq, score_attention
+from companion.attention_seq2seq import alignment, attention_seq2seq, score_attention
 from companion.decoding import beam_search, greedy
 from companion.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -63,8 +63,12 @@ def test_without_a_score_it_is_chapter_5s_model_weight_for_weight():
 
 @pytest.mark.parametrize(
     ("score", "kind"),
-    [("additive", AdditiveAttention), ("dot", DotProductAttention), ("general", GeneralAttention),
-     ("concat", ConcatAttention)],
+    [
+        ("additive", AdditiveAttention),
+        ("dot", DotProductAttention),
+        ("general", GeneralAttention),
+        ("concat", ConcatAttention),
+    ],
 )
 def test_each_score_is_the_attention_module_of_its_name(score, kind):
     module = score_attention(score, 8, 8)
@@ -136,7 +140,9 @@ def test_beam_search_over_a_padded_batch_follows_each_source(score, choices):
     prompt = torch.ones(3, 1, dtype=torch.long)
     together = beam_search(model, prompt, 6, END, beam_size=3, state=model.encode(source, lengths))
     for b, length in enumerate(lengths.tolist()):
-        alone = beam_search(model, prompt[b : b + 1], 6, END, beam_size=3, state=model.encode(source[b : b + 1, :length]))
+        alone = beam_search(
+            model, prompt[b : b + 1], 6, END, beam_size=3, state=model.encode(source[b : b + 1, :length])
+        )
         width = alone.ids.shape[-1]
         assert torch.equal(together.ids[b, :, :width], alone.ids[0])
         torch.testing.assert_close(together.log_probs[b], alone.log_probs[0], atol=1e-5, rtol=1e-5)
@@ -161,6 +167,24 @@ def test_bad_input_is_named():
         alignment(model, source, lengths, prefixes(2, 2) + TARGET_V)
     # A bidirectional encoder works with every score that learns its map.
     for score in ("additive", "general", "concat"):
-        bidirectional = model_with(score, bidirectional=True, attention_step="before" if score == "additive" else "after")
+        bidirectional = model_with(
+            score, bidirectional=True, attention_step="before" if score == "additive" else "after"
+        )
         weights = alignment(bidirectional, source, lengths, prefixes(2, 3))
         assert weights.shape == (2, 3, 3)
+
+
+def test_number_lists_grow_in_content_and_split_by_value():
+    from companion.data import number_list_pairs
+
+    splits = number_list_pairs("de", "digits", count=600, longest=5, seed=3)
+    pairs = splits.train + splits.valid + splits.test
+    assert len({source for source, _ in pairs}) == len(pairs), "a list appears twice"
+    assert {target.count(",") + 1 for _, target in pairs} == {1, 2, 3, 4, 5}
+    assert ("fünfundsiebzig, neunundsechzig", "75, 69") in pairs  # German says the units first
+    for source, target in pairs:
+        assert len(source.split(", ")) == len(target.split(", "))
+    assert not {s for s, _ in splits.train} & {s for s, _ in splits.test}
+    assert number_list_pairs("de", "digits", count=600, longest=5, seed=3) == splits  # reproducible
+    with pytest.raises(ValueError, match="longest"):
+        number_list_pairs(longest=0)

@@ -95,7 +95,7 @@ def test_attention_never_reads_padding(architecture, lengths, extra, seed):
     padded = ~clean.encoder_mask
     noisy = clean.select(torch.arange(len(lengths)))
     noisy.encoder_outputs = clean.encoder_outputs.masked_fill(padded[..., None], 1e4)
-    noisy_logits, noisy_state = model(prefix, noisy)
+    noisy_logits, _ = model(prefix, noisy)
     torch.testing.assert_close(noisy_logits, logits, rtol=0, atol=0)
     assert (state.weights.masked_select(padded[:, None, :].expand_as(state.weights)) == 0).all()
     torch.testing.assert_close(state.weights.sum(-1), torch.ones(len(lengths), 4))
@@ -157,7 +157,7 @@ def test_bad_input_is_named():
         attention_seq2seq({"hidden_size": 8}, "dot")
     with pytest.raises(ValueError, match="input_feeding"):
         attention_seq2seq(config(attention_step="before", input_feeding=True), "additive")
-    with pytest.raises(ValueError, match="no attention|with an attention module"):
+    with pytest.raises(ValueError, match="with an attention module"):
         alignment(model_with(None), *padded_sources([3]), prefixes(1, 2))
     model = model_with("general")
     source, lengths = padded_sources([3, 2])

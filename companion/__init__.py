@@ -5,9 +5,9 @@ Modules, in the order the book uses them: ``device`` and ``reproducibility`` (wh
 ``metrics`` (accuracy, perplexity, exact match, sacreBLEU's BLEU and chrF) and ``plotting``. Model modules join as
 their chapters are written: ``recurrent_cells`` and ``language_models`` (Part I), ``seq2seq`` (the encoder-decoder),
 ``decoding`` (greedy, sampling, beam and exact search) and ``translation_task`` (the translation task's data, recipe
-and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``. The
-appendices add ``claims`` (the claim boxes of the pages, collected) and ``distributed`` (data-parallel training with
-torch.distributed).
+and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attention``, ``attention_seq2seq`` (Chapter
+7: a score in the seq2seq model's attention slot) and ``positions``. The appendices add ``claims`` (the claim boxes
+of the pages, collected) and ``distributed`` (data-parallel training with torch.distributed).
 """
 
 from companion.device import pick_device

@@ -244,6 +244,34 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [2, 1, 3, 3],
         ),
     ],
+    "ch07-attention-seq2seq": [
+        (
+            "additive_attention",
+            "def additive_attention(query, keys, lengths, W_q, W_k, w_v):\n"
+            "    # no mask: the softmax also spreads weight over the padding\n"
+            "    weights = torch.softmax(torch.tanh((query @ W_q.T)[:, None] + keys @ W_k.T) @ w_v, dim=-1)\n"
+            "    return (weights[:, :, None] * keys).sum(1), weights\n",
+            [0, 3, 3, 3],
+        ),
+        (
+            "luong_output",
+            "def luong_output(state, keys, lengths, W_a, W_c, b_c):\n"
+            "    scores = (keys @ W_a.T @ state[:, :, None])[..., 0]\n"
+            "    real = torch.arange(keys.shape[1])[None, :] < lengths[:, None]\n"
+            "    weights = torch.softmax(scores.masked_fill(~real, float('-inf')), dim=-1)\n"
+            "    context = (weights[:, :, None] * keys).sum(1)\n"
+            "    # the context first: W_c's columns for the state meet the context\n"
+            "    return torch.tanh(torch.cat([context, state], dim=-1) @ W_c.T + b_c), weights\n",
+            [3, 1, 3, 3],
+        ),
+        (
+            "context_backward",
+            "def context_backward(weights, values, grad_context):\n"
+            "    # the softmax's Jacobian left out: alpha_j (g . v_j), without subtracting g . c\n"
+            "    return weights * (values @ grad_context[:, :, None])[..., 0]\n",
+            [3, 3, 0, 3],
+        ),
+    ],
     "ch08-self-attention": [
         (
             "attention_weights",

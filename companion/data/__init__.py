@@ -13,7 +13,7 @@ from companion.data.batching import (
 from companion.data.corpora import WIKIPEDIA_LICENSE, load_corpus, pydoc_text, wikipedia_articles, wikipedia_text
 from companion.data.synthetic import Examples, adding_problem, copy_task, recall_task, reverse_task
 from companion.data.timeseries import Series, Standardizer, load_series
-from companion.data.translation import TranslationSplits, date_pairs, number_pairs, split_by_value
+from companion.data.translation import TranslationSplits, date_pairs, number_list_pairs, number_pairs, split_by_value
 from companion.data.vocab import BOS, EOS, PAD, UNK, CharTokenizer, Vocab, WordTokenizer
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "load_corpus",
     "load_series",
     "next_token_pairs",
+    "number_list_pairs",
     "number_pairs",
     "pad_batch",
     "pair_collator",

@@ -149,3 +149,40 @@ def _number_writer(argument: str, language: str) -> Callable[[int], str]:
     if language not in CONVERTER_CLASSES:
         raise ValueError(f"{argument} {language!r} is not supported by num2words; use 'digits' or e.g. 'en', 'de'")
     return lambda number: num2words(number, lang=language)
+
+
+def number_list_pairs(
+    source_language: str = "en",
+    target_language: str = "de",
+    count: int = 12000,
+    longest: int = 8,
+    high: int = 99,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> TranslationSplits:
+    """Lists of 1 to ``longest`` numbers (0 to ``high``) in words: ("twenty-four, seven", "vierundzwanzig, sieben").
+
+    Unlike one number, whose words say a few digits whatever their length, a list says more the longer it is: the
+    task where a fixed-size summary of the source must run out of room (Chapter 7). ``count`` lists are drawn with a
+    ``random.Random(seed)`` (their length uniform in 1 .. ``longest``; repeats dropped) and split by value.
+    """
+    import random
+
+    if longest < 1 or count < 1 or high < 0:
+        raise ValueError(f"longest ({longest}) and count ({count}) must be positive and high ({high}) non-negative")
+    # Each number's words once, not once per list.
+    write_source = [_number_writer("source_language", source_language)(n) for n in range(high + 1)].__getitem__
+    write_target = [_number_writer("target_language", target_language)(n) for n in range(high + 1)].__getitem__
+    draw = random.Random(seed)
+    lists = dict.fromkeys(
+        tuple(draw.randint(0, high) for _ in range(draw.randint(1, longest))) for _ in range(count)
+    )  # ordered and without repeats
+    return make_splits(
+        lists,
+        lambda numbers: ", ".join(map(write_source, numbers)),
+        lambda numbers: ", ".join(map(write_target, numbers)),
+        source_language,
+        target_language,
+        fractions,
+        seed,
+    )

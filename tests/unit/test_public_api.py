@@ -113,6 +113,7 @@ MODEL_MODULES = [
     "seq2seq",
     "masks",
     "attention",
+    "attention_seq2seq",
     "positions",
     "transformer",
     "pretraining",

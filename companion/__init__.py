@@ -3,7 +3,8 @@
 Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made),
 ``data`` (tokens, corpora, translation pairs, time series, synthetic tasks, batching), ``training`` (the Trainer),
 ``metrics`` (accuracy, perplexity, sacreBLEU) and ``plotting``. Model modules join as their chapters are written;
-Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``.
+Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``; Part V's ``transformer`` (the
+encoder-decoder, its layers and the KV cache) and ``pretraining`` (GPT and BERT).
 """
 
 from companion.device import pick_device

@@ -160,7 +160,7 @@ def test_gpt_blocks_are_pre_ln_encoder_layers_and_errors_are_clear():
     assert model.encoder.norm is not None, "a pre-LN stack ends with a LayerNorm"
     _, state = model(torch.randint(V, (2, 3)))
     assert isinstance(state, GPTState)
-    with pytest.raises(ValueError, match="ids has size 3 in dimension 0.*the state's batch"):
+    with pytest.raises(ValueError, match=r"ids has size 3 in dimension 0.*the state's batch"):
         model(torch.randint(V, (3, 1)), state)
     with pytest.raises(TypeError, match="GPTState"):
         model(torch.randint(V, (2, 1)), state.caches)

@@ -493,7 +493,7 @@ def test_positions_past_the_table_raise_the_named_error():
         model.encode(torch.randint(13, (2, 25)))
     state = model.encode(torch.randint(13, (2, 5)))
     _, state = model(torch.randint(11, (2, 24)), state)
-    with pytest.raises(PositionTableError, match="positions 24 .. 24"):
+    with pytest.raises(PositionTableError, match=r"positions 24 \.\. 24"):
         model(torch.randint(11, (2, 1)), state)
 
 
@@ -513,7 +513,7 @@ def test_bad_input_gets_a_clear_error():
     state = model.encode(source)
     with pytest.raises(TypeError, match=r"state must be the TransformerState from model\.encode"):
         model(torch.randint(11, (3, 2)), None)
-    with pytest.raises(ValueError, match="ids has size 2 in dimension 0.*the state's batch"):
+    with pytest.raises(ValueError, match=r"ids has size 2 in dimension 0.*the state's batch"):
         model(torch.randint(11, (2, 2)), state)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         model(torch.full((3, 1), 11), state)
@@ -531,9 +531,9 @@ def test_layers_check_their_inputs_and_states():
         layer(tgt, memory, state=state)
     with pytest.raises(ValueError, match=r"tgt must have 3 dimensions \(batch, time, d_model\)"):
         layer(tgt[0], memory)
-    with pytest.raises(ValueError, match="memory has size 5 in dimension 2.*d_model"):
+    with pytest.raises(ValueError, match=r"memory has size 5 in dimension 2.*d_model"):
         layer(tgt, torch.randn(2, 4, 5))
-    with pytest.raises(ValueError, match="tgt has size 1 in dimension 0.*the cache's batch"):
+    with pytest.raises(ValueError, match=r"tgt has size 1 in dimension 0.*the cache's batch"):
         layer(tgt[:1], state=state)
     with pytest.raises(TypeError, match="DecoderLayerState"):
         layer(tgt, state=(state.cache, state.memory))

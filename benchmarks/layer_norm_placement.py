@@ -216,41 +216,64 @@ class Grid:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
-def run(settings: Settings, grid: Grid, log: Callable[[str], object] = print) -> dict:
-    """Every measurement of the grid, in one dict ready for JSON."""
+def run(
+    settings: Settings,
+    grid: Grid,
+    log: Callable[[str], object] = print,
+    save: Callable[[dict], object] | None = None,
+    done: dict | None = None,
+) -> dict:
+    """Every measurement of the grid, in one dict ready for JSON.
+
+    ``save(results)`` is called after every measurement with everything so far (a long run on a busy machine keeps
+    what it measured); measurements already in ``done`` (an earlier, unfinished results dict) are kept, not rerun.
+    Training runs go seed by seed, so a run cut short still holds whole grids of the first seeds.
+    """
     torch.set_num_threads(1)
     started = time.process_time()
-    load = os.getloadavg()
-    gradients = []
+    results = {
+        "settings": asdict(settings),
+        "grid": asdict(grid),
+        "environment": asdict(environment_report(seed=settings.seed, device=torch.device("cpu"))),
+        "threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(),
+        "gradients": [],
+        "runs": [],
+    }
+    if done is not None:
+        if done["settings"] != results["settings"]:
+            raise ValueError("the earlier results were measured with other settings; start afresh")
+        results["gradients"], results["runs"] = done["gradients"], done["runs"]
+
+    def record(kind: str, entry: dict) -> None:
+        results[kind].append(entry)
+        results["load_average_at_end"] = os.getloadavg()
+        results["cpu_seconds_total"] = time.process_time() - started
+        if save is not None:
+            save(results)
+
+    measured = {(r["placement"], r["layers"], r["seed"]) for r in results["gradients"]}
     for depth in grid.depths:
         for name, norm_first in PLACEMENTS.items():
             for seed in grid.gradient_seeds:
-                norms = gradient_norms(settings, norm_first, depth, seed)
-                gradients.append({"placement": name, "layers": depth, "seed": seed, **norms})
+                if (name, depth, seed) not in measured:
+                    norms = gradient_norms(settings, norm_first, depth, seed)
+                    record("gradients", {"placement": name, "layers": depth, "seed": seed, **norms})
             log(f"gradients at initialisation: {name}, {depth} + {depth} layers done")
-    runs = []
-    for lr in grid.lrs:
-        for warmup in grid.warmups:
-            for name, norm_first in PLACEMENTS.items():
-                for seed in grid.seeds:
+    trained = {(r["placement"], r["lr"], r["warmup"], r["seed"]) for r in results["runs"]}
+    for seed in grid.seeds:
+        for lr in grid.lrs:
+            for warmup in grid.warmups:
+                for name, norm_first in PLACEMENTS.items():
+                    if (name, lr, warmup, seed) in trained:
+                        continue
                     result = train(settings, norm_first, lr, warmup, seed)
-                    runs.append(result)
+                    record("runs", result)
                     log(
                         f"{name} lr {lr:g} warm-up {warmup} seed {seed}: val loss {result['final_val_loss']:.3f}, "
                         f"exact match {result['exact_match']:.1%}, {result['cpu_seconds']:.0f} CPU s"
                     )
-    report = environment_report(seed=settings.seed, device=torch.device("cpu"))
-    return {
-        "settings": asdict(settings),
-        "grid": asdict(grid),
-        "environment": asdict(report),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": load,
-        "load_average_at_end": os.getloadavg(),
-        "cpu_seconds_total": time.process_time() - started,
-        "gradients": gradients,
-        "runs": runs,
-    }
+    return results
 
 
 def summary(results: dict) -> str:
@@ -291,6 +314,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+")
     parser.add_argument("--warmups", type=int, nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--resume", action="store_true", help="keep what --out already holds; measure the rest")
     args = parser.parse_args()
     settings, grid = Settings(), Grid()
     if args.quick:
@@ -303,10 +327,15 @@ def main() -> None:
     for name in ("lrs", "warmups", "seeds"):
         if getattr(args, name):
             setattr(grid, name, getattr(args, name))
-    results = run(settings, grid, log=lambda line: print(line, flush=True))
-    print(summary(results))
+    done = json.loads(args.out.read_text()) if args.resume and args.out.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+    def save(results: dict) -> None:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+    results = run(settings, grid, log=lambda line: print(line, flush=True), save=save, done=done)
+    save(results)
+    print(summary(results))
     print(f"wrote {args.out}")
 
 

@@ -346,6 +346,26 @@ def test_teacher_forcing_in_one_call_equals_one_token_at_a_time_through_the_cach
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full, **TOL)
 
 
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")  # torch's note on its own pre-LN stacks
+def test_the_model_is_embeddings_around_torchs_nn_transformer():
+    model = small_model(norm_first=True)  # nn.Transformer always closes both stacks with a LayerNorm, as pre-LN does
+    theirs = nn.Transformer(16, 2, 2, 2, model.config.dim_feedforward, dropout=0.0, batch_first=True, norm_first=True)
+    theirs.encoder.load_state_dict(model.encoder.state_dict())
+    theirs.decoder.load_state_dict(model.decoder.state_dict())
+    source, lengths = source_batch()
+    target = torch.randint(11, (3, 5))
+    logits, _ = model(target, model.encode(source, lengths))
+    padding = to_key_padding_mask(padding_mask(lengths, 6))
+    hidden = theirs.train()(
+        model._embed(source, model.source_embedding, model.source_positions, 0),
+        model._embed(target, model.target_embedding, model.target_positions, 0),
+        tgt_mask=to_attn_mask(causal_mask(5)),
+        src_key_padding_mask=padding,
+        memory_key_padding_mask=padding,
+    )
+    torch.testing.assert_close(logits, model.head(hidden), **TOL)
+
+
 def test_fused_and_scratch_give_the_same_logits_and_only_scratch_gives_cross_attention_weights():
     model = small_model()
     source, lengths = source_batch()

@@ -824,8 +824,9 @@ def layer_gradient_norms(layers: Iterable[nn.Module]) -> list[float]:
     """The gradient norm of each layer's parameters, after a ``backward()``: ``[|dL/d theta_l|, ...]``.
 
     ``layers`` is e.g. ``model.encoder.layers``; a parameter without a gradient counts as zero. This is the
-    measurement of Xiong et al. (2020): at initialisation a post-LN stack's gradients grow towards its last layers,
-    a pre-LN stack's stay level.
+    measurement of Xiong et al. (2020): at initialisation a post-LN stack's gradients grow towards its last layers
+    (its first layers' shrink with depth), a pre-LN stack's stay within a small factor of each other
+    (``benchmarks/layer_norm_placement.py`` measures both).
     """
     norms = []
     for layer in layers:

@@ -207,6 +207,20 @@ def test_stacks_agree_with_torch_final_norm_included(norm_first):
     assert [state.length for state in states] == [4, 4]
 
 
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.booleans(), st.booleans(), st.integers(0, 2**16))
+def test_a_layer_never_reads_padding(lengths, norm_first, fused, seed):
+    torch.manual_seed(seed)
+    layer = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, norm_first=norm_first, fused=fused)
+    lengths = torch.tensor(lengths)
+    x = torch.randn(len(lengths), 7, E)
+    real = torch.arange(7)[None, :, None] < lengths[:, None, None]  # (B, 7, 1)
+    junk = torch.where(real, x, 100 * torch.randn_like(x))
+    mask = padding_mask(lengths, 7)
+    out, _ = layer(x, mask)
+    again, _ = layer(junk, mask)
+    torch.testing.assert_close(again[real.expand_as(x)], out[real.expand_as(x)], **TOL)
+
+
 @pytest.mark.parametrize("kind", ["encoder", "decoder"])
 def test_parameter_names_and_initialisation_are_torchs(kind):
     ours_class, theirs_class = {

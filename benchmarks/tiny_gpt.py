@@ -144,10 +144,12 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["rnn128", "32x3", "48x2", "64x2", "64x4"])
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-2])
     parser.add_argument("--budget", type=float, default=60.0, help="CPU seconds of training per run")
+    parser.add_argument("--append", action="store_true", help="add the rows to those --out already holds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()
-    rows = []
+    earlier = json.loads(args.out.read_text()) if args.append and args.out.exists() else None
+    rows = [] if earlier is None else earlier["rows"]
     for size in args.sizes:
         for lr in args.lrs:
             row = train(Run(size, lr, budget_cpu_seconds=args.budget))
@@ -161,7 +163,7 @@ def main() -> None:
     results = {
         "environment": asdict(environment_report(seed=0, device=torch.device("cpu"))),
         "threads": torch.get_num_threads(),
-        "load_average_at_start": load,
+        "load_average_at_start": load if earlier is None else earlier["load_average_at_start"],
         "load_average_at_end": os.getloadavg(),
         "rows": rows,
     }

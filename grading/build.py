@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MIN_LEAK_CHARS = 12  # shorter solution lines (``h = h0``) are too common to mean a leak
@@ -40,9 +42,11 @@ def assign(master: Path, out: Path) -> tuple[Path, Path]:
     return student, autograder
 
 
-def build_all(masters: list[Path], out: Path) -> list[tuple[str, Path, Path]]:
-    """Assign every master; returns ``(name, student folder, autograder folder)`` for each."""
-    return [(master.stem, *assign(master, out)) for master in masters]
+def build_all(masters: list[Path], out: Path, jobs: int | None = None) -> list[tuple[str, Path, Path]]:
+    """Assign every master, ``jobs`` at a time (default: one per core); returns ``(name, student folder, autograder
+    folder)`` for each, in the order of ``masters``."""
+    with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:  # each assignment is an otter process
+        return list(pool.map(lambda master: (master.stem, *assign(master, out)), masters))
 
 
 def solution_lines(master: Path) -> list[str]:
@@ -121,3 +125,34 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, dict):
         return [text for item in value.values() for text in _strings(item)]
     return []
+
+
+def solution_functions(notebook: Path) -> dict[str, str]:
+    """The source of each code cell that defines a function (``def name(``) in ``notebook``, by name: in the
+    autograder's notebook, the solutions."""
+    found = {}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        match = re.match(r"def (\w+)\(", source)
+        if cell["cell_type"] == "code" and match:
+            found[match.group(1)] = source
+    return found
+
+
+def answered(student: Path, answers: dict[str, str], extra: list[str] = (), drop_checks: bool = False) -> dict:
+    """The student notebook with the cells defining ``answers``' functions replaced by those sources, ``extra``
+    code cells appended and, with ``drop_checks``, its ``grader.check`` cells removed: a submission, for tests and
+    benchmarks."""
+    notebook = json.loads(student.read_text())
+    cells = []
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        match = re.match(r"def (\w+)\(", source)
+        if match and match.group(1) in answers:
+            cell = {**cell, "source": answers[match.group(1)]}
+        if drop_checks and source.startswith("grader.check("):
+            continue
+        cells.append(cell)
+    for source in extra:
+        cells.append({"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None})
+    return {**notebook, "cells": cells}

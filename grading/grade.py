@@ -1,39 +1,57 @@
 """Grade a folder of submissions with the trusted tests of the autograders, into a gradebook.
 
 Layout: ``SUBMISSIONS/<student>/<exercise>.ipynb``, where ``<exercise>`` is the name of a master notebook
-(``ch01-recurrence``). Each submission's code runs in its own sandboxed worker (:mod:`grading.sandbox`); the tests
-of the autograder (read before any worker starts, never taken from a submission) run here, and reach the
+(``ch01-recurrence``). Each submission's code runs in its own sandboxed worker (:mod:`grading.sandbox`), loaded once;
+the tests of the autograder (read before any worker starts, never taken from a submission) run here, and reach the
 submission's functions through :class:`RemoteFunction` proxies. A test passes when it returns without raising.
 
 Statuses, per question: ``passed`` (all points), ``partial``, ``failed`` (no test passed), ``missing`` (a function
 the tests need is not defined), ``memory`` (a call hit the memory cap), ``timeout`` (a call or the loading of the
 notebook ran past its time limit), ``crashed`` (the worker died: ``exit()``, ``os._exit()``, a segfault, a broken
-reply) and ``invalid`` (the file is not a notebook). A question that times out or crashes scores zero; the next
-question is graded in a fresh worker, so the points of the others stand.
+reply) and ``invalid`` (the file is not a notebook). A notebook that does not load gives every question its status
+at once. A question that times out or crashes scores zero and costs only itself: the next question runs in a fresh
+fork of the loaded worker, so the points of the others stand.
+
+:func:`grade_folder` grades in ``jobs`` processes, each with its own sandbox server; it shows a progress bar and a
+line per submission with a problem, writes the gradebook as submissions finish (:mod:`grading.gradebook`) with one
+feedback file per student and exercise (:mod:`grading.feedback`), and skips, when run again, what it has graded.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import hashlib
 import inspect
 import json
+import multiprocessing
+import os
+import random
 import re
+import select
 import sys
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from grading import wire
+from grading.feedback import write_feedback
+from grading.gradebook import COLUMNS, Gradebook, Report, Row
 from grading.jail import within
-from grading.sandbox import ROOT, Limits, StudentError, Worker, WorkerGone, isolation
+from grading.sandbox import ROOT, Limits, Server, ServerError, StudentError, Worker, WorkerGone, isolation
+from grading.worker import warm_up
 
-COLUMNS = ("student", "exercise", "question", "points", "max_points", "status")
+__all__ = ["COLUMNS", "Report", "Row", "grade_folder", "grade_submission", "load_autograder"]
 MAX_NOTEBOOK_BYTES = 20 * 1024**2
+# Statuses that mean something went wrong with the submission itself, printed as they happen.
+PROBLEMS = ("invalid", "timeout", "crashed", "memory", "missing")
+SEED = 0
 
 
 @dataclass
@@ -67,27 +85,16 @@ class Question:
 
 @dataclass
 class Exercise:
-    """An exercise (one chapter's notebook) and its questions."""
+    """An exercise (one chapter's notebook) and its questions; ``digest`` identifies its tests' files."""
 
     name: str
     questions: list[Question]
+    digest: str = ""
 
     @property
     def names(self) -> list[str]:
         """Every student function the exercise grades."""
         return sorted({name for question in self.questions for name in question.names})
-
-
-@dataclass
-class Row:
-    """One line of the gradebook."""
-
-    student: str
-    exercise: str
-    question: str
-    points: float
-    max_points: float
-    status: str
 
 
 def _natural(text: str) -> list:
@@ -98,8 +105,9 @@ def load_autograder(folder: Path) -> Exercise:
     """Read an autograder folder made by ``python -m grading build`` (its ``tests/`` hold every test)."""
     from otter.test_files import ExceptionTestFile
 
-    questions = []
+    questions, digest = [], hashlib.sha256()
     for path in sorted((folder / "tests").glob("*.py"), key=lambda p: _natural(p.stem)):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         test_file = ExceptionTestFile.from_file(str(path))
         tests = []
         for case in test_file.test_cases:
@@ -111,7 +119,7 @@ def load_autograder(folder: Path) -> Exercise:
         questions.append(Question(test_file.name, tests))
     if not questions:
         raise FileNotFoundError(f"no tests in {folder / 'tests'}: run ./course exercises first")
-    return Exercise(folder.name, questions)
+    return Exercise(folder.name, questions, digest.hexdigest())
 
 
 def load_autograders(folder: Path) -> dict[str, Exercise]:
@@ -135,36 +143,61 @@ def read_code_cells(path: Path) -> list[str]:
 
 
 class Session:
-    """The live worker of one submission, restarted after a question that killed it."""
+    """One submission's worker as its questions use it: loaded once, and again only after a question killed it.
 
-    def __init__(self, cells: list[str], names: list[str], limits: Limits, hidden: tuple[str, ...] = ()) -> None:
-        self.cells, self.names, self.limits, self.hidden = cells, names, limits, hidden
+    A load that fails (time-out, crash) is final: every later question gets its status without another try."""
+
+    def __init__(self, server: Server, cells: list[str], names: list[str], limits: Limits) -> None:
+        self.server, self.cells, self.names, self.limits = server, cells, names, limits
         self.deadline = time.monotonic() + limits.submission_seconds
         self.question_deadline = self.deadline
         self.worker: Worker | None = None
+        self.failed: WorkerGone | None = None
         self.gone: WorkerGone | None = None
         self.memory_hit = False
         self.cell_errors: list = []
         self.output: list[str] = []
         self.load_seconds: list[float] = []
+        self.loads = 0
+        self.cpu_seconds = 0.0
 
-    def start(self) -> Worker:
-        """A loaded worker (starting one if the last was killed); raises WorkerGone if loading fails."""
+    def ready(self) -> Worker:
+        """The loaded worker; raises WorkerGone when the notebook does not load."""
+        if self.failed is not None:
+            raise self.failed
+        if self.worker is not None and not self.worker.alive:
+            self._retire(self.worker)
         if self.worker is None:
-            limits = self.limits
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
-                raise WorkerGone("timeout", "the submission's time limit is spent")
-            load_limits = replace(limits, load_seconds=min(limits.load_seconds, remaining))
-            self.worker = Worker(self.cells, self.names, load_limits, self.hidden)
-            self.load_seconds.append(round(self.worker.load_seconds, 3))
-            self.cell_errors = self.worker.cell_errors
+                self.failed = WorkerGone("timeout", "the submission's time limit is spent")
+                raise self.failed
+            worker = Worker(self.server, replace(self.limits, load_seconds=min(self.limits.load_seconds, remaining)))
+            self.loads += 1
+            try:
+                worker.load(self.cells, self.names)
+            except WorkerGone as gone:
+                self.failed = gone
+                self._retire(worker)
+                raise
+            self.worker = worker
+            self.load_seconds.append(round(worker.load_seconds, 3))
+            self.cell_errors = worker.cell_errors
         return self.worker
 
     def begin_question(self) -> None:
-        """Start the clock of a question."""
+        """Start the clock of a question and the process that answers its calls."""
         self.gone, self.memory_hit = None, False
         self.question_deadline = min(time.monotonic() + self.limits.question_seconds, self.deadline)
+        try:
+            self.ready().begin_question()
+        except WorkerGone as gone:
+            self.gone = gone
+
+    def end_question(self) -> None:
+        """Stop the question's process."""
+        if self.worker is not None and self.worker.alive:
+            self.worker.end_question()
 
     def call(self, name: str, args: Any, kwargs: Any, track: bool) -> tuple[Any, int | None]:
         """Call ``name`` in the worker within the question's deadline."""
@@ -178,21 +211,26 @@ class Session:
         if self.gone is not None:
             raise self.gone
         try:
-            return action(self.start())
+            return action(self.worker)
         except WorkerGone as gone:
             self.gone = gone
-            self.stop()
             raise
         except StudentError as error:
             self.memory_hit |= error.memory
             raise
 
-    def stop(self) -> None:
-        """Kill the worker, keeping the end of its output for the report."""
-        if self.worker is not None:
-            self.output.append(self.worker.output_tail())
-            self.worker.close()
+    def _retire(self, worker: Worker) -> None:
+        worker.close()
+        self.output.append(worker.output_tail())
+        self.cpu_seconds += worker.ended.get("cpu_seconds") or 0.0
+        worker.remove()
+        if worker is self.worker:
             self.worker = None
+
+    def stop(self) -> None:
+        """Kill the worker, keeping the end of its output and its CPU time for the report."""
+        if self.worker is not None:
+            self._retire(self.worker)
 
 
 class RemoteFunction:
@@ -245,26 +283,33 @@ class _RemoteCall(torch.autograd.Function):
         return (None, None, None, None, None, *[g.to(dtype) for g, (_, dtype) in zip(grads, ctx.inputs, strict=True)])
 
 
-@dataclass
-class Report:
-    """The gradebook rows of one submission and what happened while grading it."""
+def _seed() -> None:
+    """The same random state before every test, whatever ran before it: tests that draw inputs repeat exactly."""
+    random.seed(SEED)
+    torch.manual_seed(SEED)
+    with contextlib.suppress(ImportError):
+        import numpy
 
-    student: str
-    exercise: str
-    rows: list[Row]
-    questions: list[dict] = field(default_factory=list)
-    cell_errors: list = field(default_factory=list)
-    load_seconds: list[float] = field(default_factory=list)
-    grade_seconds: float = 0.0
-    output_tail: str = ""
+        numpy.random.seed(SEED)  # noqa: NPY002 - the global generator, the one a test may draw from
 
 
 def grade_submission(
-    student: str, exercise: Exercise, path: Path, limits: Limits, hidden: tuple[str, ...] = ()
+    student: str,
+    exercise: Exercise,
+    path: Path,
+    limits: Limits,
+    hidden: tuple[str, ...] = (),
+    server: Server | None = None,
 ) -> Report:
-    """Grade one notebook against ``exercise``'s trusted tests; ``hidden``: paths its worker must not see."""
-    started = time.monotonic()
-    report = Report(student, exercise.name, [])
+    """Grade one notebook against ``exercise``'s trusted tests, in a worker started by ``server`` (by default a
+    server of its own, whose workers do not see ``hidden``)."""
+    if server is None:
+        with Server(hidden) as own:
+            return grade_submission(student, exercise, path, limits, server=own)
+    started, grader_cpu = time.monotonic(), time.process_time()
+    report = Report(
+        student, exercise.name, [], tests_sha256=exercise.digest, sandbox=server.words, limits=asdict(limits)
+    )
 
     def add(question: Question, points: float, status: str, detail: str = "", tests: list | None = None) -> None:
         report.rows.append(Row(student, exercise.name, question.name, points, question.max_points, status))
@@ -273,16 +318,18 @@ def grade_submission(
         )
 
     try:
+        content = path.read_bytes()
+        report.submission_sha256 = hashlib.sha256(content).hexdigest()
         cells = read_code_cells(path)
     except (OSError, ValueError) as error:
         for question in exercise.questions:
             add(question, 0.0, "invalid", str(error))
         return report
-    session = Session(cells, exercise.names, limits, hidden)
+    session = Session(server, cells, exercise.names, limits)
     try:
         for question in exercise.questions:
             try:
-                worker = session.start()
+                worker = session.ready()
             except WorkerGone as gone:
                 add(question, 0.0, gone.status, gone.detail)
                 continue
@@ -294,6 +341,7 @@ def grade_submission(
             results = []
             for test in question.tests:
                 proxies = {name: RemoteFunction(session, name) for name in test.names}
+                _seed()
                 try:
                     test.function(**proxies)
                     passed, message = True, ""
@@ -305,6 +353,7 @@ def grade_submission(
                 )
                 if session.gone is not None:
                     break
+            session.end_question()
             if session.gone is not None:
                 # A question that filled the memory and then ran out of time is reported as the memory problem.
                 status = "memory" if session.memory_hit and session.gone.status == "timeout" else session.gone.status
@@ -316,9 +365,11 @@ def grade_submission(
     finally:
         session.stop()
     report.cell_errors = session.cell_errors
-    report.load_seconds = session.load_seconds
+    report.loads, report.load_seconds = session.loads, session.load_seconds
+    report.cpu_seconds = round(session.cpu_seconds, 3)
     report.output_tail = "\n".join(session.output)[-2000:]
     report.grade_seconds = round(time.monotonic() - started, 3)
+    report.grader_cpu_seconds = round(time.process_time() - grader_cpu, 3)
     return report
 
 
@@ -357,6 +408,106 @@ def hidden_paths(submissions: Path, autograders: Path, out: Path, extra: list[Pa
     return tuple(resolved)
 
 
+# A grading process (one per job): its exercises and its sandbox server, started once.
+_JOB: dict[str, Any] = {}
+
+
+def _start_job(
+    autograders: str, limits: Limits, hidden: tuple[str, ...], grader: int | None = None, server: Server | None = None
+) -> None:
+    """Get a grading process ready; ``grader``: the pid of the process that started it, when it is another."""
+    _JOB.update(server=server or Server(hidden), limits=limits, hidden=hidden)  # starts while this process gets ready
+    _JOB["exercises"] = load_autograders(Path(autograders))
+    if grader is not None:
+        torch.set_num_threads(1)  # the jobs share the cores
+        threading.Thread(target=_exit_with, args=(grader,), daemon=True).start()
+    warm_up()  # torch's lazy start-up, so that it is not charged to the first question's time limit
+
+
+def _exit_with(grader: int) -> None:
+    """End this grading process (and so its server and workers) when the grader has gone, even killed (the pool's
+    own queues would keep it waiting for ever)."""
+    try:
+        with contextlib.closing(os.pidfd_open(grader)) as pidfd:  # readable once the grader has ended
+            select.select([pidfd], [], [])
+    except (AttributeError, OSError):
+        while _alive(grader):
+            time.sleep(1)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _grade_job(student: str, exercise: str, path: str) -> Report:
+    """Grade one submission in this grading process; a server that fails is started again, once."""
+    for attempt in (1, 2):
+        if _JOB["server"] is None:
+            _JOB["server"] = Server(_JOB["hidden"])
+        try:
+            exercises, limits = _JOB["exercises"], _JOB["limits"]
+            return grade_submission(student, exercises[exercise], Path(path), limits, server=_JOB["server"])
+        except ServerError:
+            _stop_job_server()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _stop_job_server() -> None:
+    if _JOB.get("server") is not None:
+        with contextlib.suppress(Exception):
+            _JOB["server"].close()
+    _JOB["server"] = None
+
+
+def _graded(
+    todo: list[tuple[str, str, Path]],
+    autograders: Path,
+    limits: Limits,
+    hidden: tuple[str, ...],
+    jobs: int,
+    server: Server | None,
+) -> Iterator[tuple[tuple[str, str], Report | Exception]]:
+    """``((student, exercise), report or the grader's own error)`` for each of ``todo``, as each is graded: here
+    with ``server`` for one job, else in ``jobs`` processes (each with its own global random state, so tests
+    repeat exactly)."""
+    if jobs <= 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a job process: small tests, and no thread spinning on a shared core
+        _start_job(str(autograders), limits, hidden, server=server)
+        try:
+            for student, exercise, path in todo:
+                try:
+                    yield (student, exercise), _grade_job(student, exercise, str(path))
+                except Exception as error:
+                    yield (student, exercise), error
+        finally:
+            _stop_job_server()
+            _JOB.clear()
+            torch.set_num_threads(threads)
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["grading.grade", "otter.test_files"])
+    initargs = (str(autograders), limits, hidden, os.getpid())
+    with ProcessPoolExecutor(min(jobs, len(todo)), context, _start_job, initargs) as pool:
+        futures = {pool.submit(_grade_job, s, e, str(path)): (s, e) for s, e, path in todo}
+        try:
+            for future in as_completed(futures):
+                error = future.exception()
+                yield futures[future], error if error is not None else future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def grade_folder(
     submissions: Path,
     autograders: Path,
@@ -364,42 +515,106 @@ def grade_folder(
     limits: Limits | None = None,
     jobs: int = 1,
     hide: list[Path] = (),
+    regrade_exercises: list[str] = (),
+    regrade_students: list[str] = (),
+    progress: bool = True,
 ) -> list[Report]:
-    """Grade every submission under ``submissions`` and write ``gradebook.csv`` and ``gradebook.json`` to ``out``.
+    """Grade every submission under ``submissions`` into the gradebook folder ``out``; returns every report it holds.
 
-    The workers see none of ``hidden_paths(submissions, autograders, out, hide)`` where the jail is on; where it is
-    not, a warning goes to stderr and into the gradebook's ``sandbox`` field."""
+    A submission already in the gradebook, graded from the same notebook with the same tests, is skipped unless its
+    exercise is in ``regrade_exercises`` or its student in ``regrade_students``. Each report reaches the gradebook,
+    and its student's feedback file, as soon as it is graded. The workers see none of
+    ``hidden_paths(submissions, autograders, out, hide)`` where the jail is on; where it is not, a warning goes to
+    stderr and into the gradebook's ``sandbox`` field."""
     limits = limits or Limits()
     out.mkdir(parents=True, exist_ok=True)  # exists before the workers start, so that it can be hidden
     hidden = hidden_paths(submissions, autograders, out, list(hide))
+    server = Server(hidden) if jobs <= 1 else None  # it imports torch while this process reads the autograders
     _, words, jailed = isolation()
     if not jailed:
         print(f"WARNING: grading without the file-system jail: {words}", file=sys.stderr)
     exercises = load_autograders(autograders)  # read once, before any student code runs
     found = find_submissions(submissions)
     unknown = [str(path) for _, exercise, path in found if exercise not in exercises]
-    tasks = [(student, exercises[exercise], path) for student, exercise, path in found if exercise in exercises]
+    found = [(student, exercise, path) for student, exercise, path in found if exercise in exercises]
+    for selector, names in (("exercise", regrade_exercises), ("student", regrade_students)):
+        known = {entry[0 if selector == "student" else 1] for entry in found}
+        for name in sorted(set(names) - known):
+            print(f"WARNING: --regrade-{selector} {name}: no such {selector} in {submissions}", file=sys.stderr)
+    book = Gradebook(out)
+    todo = [entry for entry in found if _needs_grading(book, exercises, *entry, regrade_exercises, regrade_students)]
+    book.drop({(student, exercise) for student, exercise, _ in todo})
+    skipped = len(found) - len(todo)
+    if skipped:
+        print(
+            f"{skipped} of {len(found)} submissions already graded (kept; --regrade-… grades them again)",
+            file=sys.stderr,
+        )
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(lambda task: grade_submission(*task, limits, hidden), tasks))
-    write_gradebook(reports, out, limits, unknown, time.monotonic() - started)
-    return reports
+    try:
+        _grade_all(todo, book, exercises, autograders, out, limits, hidden, jobs, server, progress)
+    finally:
+        if server is not None:
+            server.close()
+        summary = {"sandbox": words, "limits": asdict(limits), "seconds": round(time.monotonic() - started, 3)}
+        book.finish(sorted(exercises), {**summary, "not_graded": unknown})
+    return book.reports()
 
 
-def write_gradebook(reports: list[Report], out: Path, limits: Limits, unknown: list[str], seconds: float) -> None:
-    """Write the rows as CSV, and rows plus details as JSON."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [row for report in reports for row in report.rows]
-    with open(out / "gradebook.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
-    summary = {
-        "sandbox": isolation()[1],
-        "limits": asdict(limits),
-        "seconds": round(seconds, 3),
-        "rows": [asdict(row) for row in rows],
-        "submissions": [{key: value for key, value in asdict(report).items() if key != "rows"} for report in reports],
-        "not_graded": unknown,
-    }
-    (out / "gradebook.json").write_text(json.dumps(summary, indent=1))
+def _needs_grading(
+    book: Gradebook,
+    exercises: dict[str, Exercise],
+    student: str,
+    exercise: str,
+    path: Path,
+    regrade_exercises: list[str],
+    regrade_students: list[str],
+) -> bool:
+    record = book.records.get((student, exercise))
+    if record is None or exercise in regrade_exercises or student in regrade_students:
+        return True
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return True
+    return record.submission_sha256 != digest or record.tests_sha256 != exercises[exercise].digest
+
+
+def _grade_all(
+    todo: list[tuple[str, str, Path]],
+    book: Gradebook,
+    exercises: dict[str, Exercise],
+    autograders: Path,
+    out: Path,
+    limits: Limits,
+    hidden: tuple[str, ...],
+    jobs: int,
+    server: Server | None,
+    progress: bool,
+) -> None:
+    """Grade ``todo``, recording each report, and its feedback, the moment it is graded."""
+    if not todo:
+        return
+    with tqdm(total=len(todo), unit="submission", desc="grading", file=sys.stderr, disable=not progress) as bar:
+        for (student, exercise), report in _graded(todo, autograders, limits, hidden, jobs, server):
+            if isinstance(report, Exception):  # the grader's fault, not the student's: not recorded, graded next run
+                bar.write(f"{student}/{exercise}: NOT GRADED, the grader failed: {report}", file=sys.stderr)
+            else:
+                book.add(report)
+                write_feedback(report, exercises[exercise], out / "feedback")
+                if problem := _problem(report):
+                    bar.write(f"{student}/{exercise}: {problem}", file=sys.stderr)
+            bar.update()
+
+
+def _problem(report: Report) -> str:
+    """``""`` for a submission graded normally, else its problem statuses in a few words."""
+    bad = [
+        (question["question"], question["status"]) for question in report.questions if question["status"] in PROBLEMS
+    ]
+    if not bad:
+        return ""
+    statuses = {status for _, status in bad}
+    if len(bad) == len(report.questions) and len(statuses) == 1:
+        return f"{bad[0][1]}, every question ({report.questions[0]['detail']})"
+    return ", ".join(f"{question} {status}" for question, status in bad)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.course_plugin import build_site, prebuilt_site
+
 ROOT = Path(__file__).resolve().parent.parent
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
 
 @pytest.fixture(scope="session")
@@ -27,17 +26,15 @@ def _pages(entry: dict) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built book (its _build/html), built once per test session with exactly the command of `./course book`.
+def site(request: pytest.FixtureRequest) -> Path:
+    """The built book (its _build/html), built once per test run with the command of `./course book`.
 
-    The static checks (tests/test_book.py) and the browser tests (tests/browser/) share this one build. Only the
-    output folder differs from `./course book`, so that a test run never overwrites the reader's _build/.
+    The static checks (tests/test_book.py) and the browser tests (tests/browser/) share this one build. It is made
+    from the executions nbval made of the book's notebooks in this same run (tests/course_plugin.py says how), so
+    each notebook executes once; the build executes whatever nbval did not run, as `./course book` would. It goes
+    to this run's temporary folder, so a test run never overwrites the reader's _build/.
     Set COURSE_TEST_SITE to an already built _build/html to check it instead of building (while working on tests).
     """
     if prebuilt := os.environ.get("COURSE_TEST_SITE"):
-        return Path(prebuilt).resolve()
-    output = tmp_path_factory.mktemp("book")
-    command = [JUPYTER_BOOK, "build", ROOT, "--path-output", output, "--all", "--warningiserror", "--keep-going"]
-    result = subprocess.run([str(part) for part in command], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return output / "_build" / "html"
+        return prebuilt_site(prebuilt)
+    return build_site(request.session)

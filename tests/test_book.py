@@ -1,12 +1,16 @@
-"""Build the whole book as `./course book` does and check what a reader gets: every page, executed outputs, the
-execution-time table, and math and widgets that work offline (no script or stylesheet from another host)."""
+"""Build the whole book as `./course book` does (from the executions nbval made in this run, see the `site` fixture)
+and check what a reader gets: every page, executed outputs, the execution-time table, and math and widgets that work
+offline (no script or stylesheet from another host)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+
+from tests.course_plugin import read_runs, runs_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]+\"[^>]*>")
@@ -89,3 +93,14 @@ def test_launch_and_repository_buttons(site: Path) -> None:
     html = page(site, "book/appendix/data")
     for expected in ("mybinder.org", "colab.research.google.com", "github.com/rnn-to-transformer/course"):
         assert expected in html, expected
+
+
+def test_the_site_shows_the_executions_nbval_made_in_this_run(site: Path, request: pytest.FixtureRequest) -> None:
+    executions = site.parent.parent / "executions.json"
+    if not executions.exists():
+        pytest.skip("COURSE_TEST_SITE names a site built elsewhere, not from this run's executions")
+    built = json.loads(executions.read_text())
+    runs = read_runs(runs_folder(request.config)).values()
+    reusable = {run.notebook for run in runs if run.reusable and run.notebook.startswith("book/")}
+    assert set(built["from_nbval"]) == reusable
+    assert not reusable & set(built["by_the_build"]), "the build executed again what nbval had executed"

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.course_plugin import end_of_run
+
 # `playwright install` downloads its own browser build, which CI cannot do: use the system's. ./course installs
 # Debian's `chromium` with apt-get when none is found (see `setup_browser` there).
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -66,8 +68,9 @@ def browser_summary(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash.setdefault(SUMMARY, [])
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    for line in config.stash.get(SUMMARY, []):
-        terminalreporter.write_line(line)
-    if SCREENSHOTS in config.stash:
-        terminalreporter.write_line(f"browser tests: screenshots of every page in {config.stash[SCREENSHOTS]}")
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The end of the run prints these (under pytest-xdist the controller does, from every worker's lines).
+    lines = end_of_run(session.config)
+    lines += session.config.stash.get(SUMMARY, [])
+    if SCREENSHOTS in session.config.stash:
+        lines.append(f"browser tests: screenshots of every page in {session.config.stash[SCREENSHOTS]}")

@@ -56,3 +56,11 @@ def check_choice(name: str, value: object, choices: tuple) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_lengths(lengths: torch.Tensor) -> None:
+    """Lengths of a padded batch: (batch,) integers, none negative."""
+    check_rank("lengths", lengths, 1, "(batch,)")
+    check_integer_dtype("lengths", lengths)
+    if len(lengths) and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be non-negative, got minimum {int(lengths.min())}")

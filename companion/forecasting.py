@@ -17,6 +17,7 @@ from torch import nn
 
 from companion.checks import check_positive, check_rank, check_same_size
 from companion.data.batching import sliding_windows
+from companion.recurrent_cells import last_layer_state, num_directions, run_recurrent
 
 
 def forecast_windows(values: torch.Tensor, window: int, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,25 +38,33 @@ def forecast_windows(values: torch.Tensor, window: int, horizon: int) -> tuple[t
 class RNNForecaster(nn.Module):
     """An RNN reads a window of past values; a linear layer maps its last state to the next ``horizon`` values.
 
-    Uses the fused ``torch.nn.RNN`` (the from-scratch ``companion.recurrent_cells.RNN`` computes the same thing,
-    one Python step at a time).
+    Uses the fused ``torch.nn.RNN`` by default (the from-scratch ``companion.recurrent_cells.RNN`` computes the
+    same thing, one Python step at a time). ``recurrent=`` takes any other batch-first recurrent layer whose
+    ``input_size`` is 1, from scratch or ``torch.nn`` (an LSTM, a GRU): the head then reads the last layer's final
+    hidden state, both directions side by side for a bidirectional layer.
     """
 
-    def __init__(self, hidden_size: int = 32, horizon: int = 1, num_layers: int = 1) -> None:
+    def __init__(
+        self, hidden_size: int = 32, horizon: int = 1, num_layers: int = 1, *, recurrent: nn.Module | None = None
+    ) -> None:
         super().__init__()
         check_positive("horizon", horizon)
         self.horizon = horizon
-        self.rnn = nn.RNN(1, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, horizon)
+        if recurrent is None:
+            recurrent = nn.RNN(1, hidden_size, num_layers=num_layers, batch_first=True)
+        elif getattr(recurrent, "input_size", None) != 1:
+            raise ValueError(f"recurrent must read one value per step (input_size=1), got {recurrent}")
+        self.rnn = recurrent
+        self.head = nn.Linear(num_directions(recurrent) * recurrent.hidden_size, horizon)
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         """history: (B, T) past values, oldest first. Returns (B, horizon), the forecast of the next values."""
         check_rank("history", history, 2, "(batch, time)")
         if history.shape[0] == 0 or history.shape[1] == 0:
             raise ValueError(f"history must hold at least one value per sequence, got shape {tuple(history.shape)}")
-        _, h_n = self.rnn(history[:, :, None])  # h_n: (num_layers, B, H)
+        _, state = run_recurrent(self.rnn, history[:, :, None])  # a tensor (L, B, H), or an LSTM's (h, c)
         # The last layer's final state summarises the whole window; the head reads the future off it.
-        return self.head(h_n[-1])  # (B, horizon)
+        return self.head(last_layer_state(state, num_directions(self.rnn)))  # (B, horizon)
 
 
 def forecast_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:

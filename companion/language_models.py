@@ -5,16 +5,15 @@ a recurrent layer -> a linear head that scores every token of the vocabulary::
 
     ids (B, T) --one-hot/embedding--> (B, T, D) --recurrent--> (B, T, H) --linear--> logits (B, T, V)
 
-The recurrent layer is any module with ``torch.nn.RNN``'s interface, batch-first: ``layer(inputs, state)`` returns
-``(outputs, final_state)``, and it has ``input_size`` and ``hidden_size`` attributes. By default the model builds
-the fused ``nn.RNN`` (fast, used for training); pass ``recurrent=`` to use the from-scratch ``companion`` RNN, or a
-GRU or LSTM, without changing anything else. The state is passed through untouched, so an LSTM's ``(h, c)`` pair
-works as well as an RNN's ``h``.
+The recurrent layer is any module with the course's recurrent interface (``companion.recurrent_cells``), batch-first:
+``layer(inputs, state, lengths)`` returns ``(outputs, final_state)``, and it has ``input_size`` and ``hidden_size``
+attributes. By default the model builds the fused ``nn.RNN`` (fast, used for training); pass ``recurrent=`` to use
+the from-scratch ``companion`` RNN, LSTM or GRU, or ``torch.nn.LSTM`` / ``GRU``, without changing anything else
+(``run_recurrent`` calls them all the same way). The state is passed through untouched, so an LSTM's ``(h, c)``
+pair works as well as an RNN's ``h``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +21,7 @@ from torch import nn
 
 from companion.bptt import detach_state  # noqa: F401 (part of this module's API: carry a state between batches)
 from companion.checks import check_integer_dtype, check_positive, check_rank
-
-State = Any  # a tensor (num_layers, B, H) for an RNN or GRU, a tuple of two for an LSTM
+from companion.recurrent_cells import State, run_recurrent  # State: a tensor (L, B, H), or an LSTM's (h, c)
 
 
 class RNNLanguageModel(nn.Module):
@@ -79,12 +77,16 @@ class RNNLanguageModel(nn.Module):
         one_hot = ids.new_zeros(*ids.shape, self.vocab_size, dtype=self.head.weight.dtype)  # (B, T, V)
         return one_hot.scatter_(-1, ids.unsqueeze(-1), 1.0)  # (B, T, V)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Score the next token after every position.
 
         Args:
             ids: (B, T) integer token ids in ``[0, vocab_size)``.
             state: the recurrent layer's state from a previous call, or None to start from zeros.
+            lengths: (B,) the real length of each padded sequence, or None (all T long); logits past a length are
+                those of a zero hidden state, so mask them out of the loss.
 
         Returns:
             logits (B, T, V), where ``logits[b, t]`` scores the token that follows ``ids[b, :t + 1]``, and the final
@@ -92,7 +94,7 @@ class RNNLanguageModel(nn.Module):
         """
         check_ids(ids, self.vocab_size, rank=2, layout="(batch, time)")
         inputs = self.embed(ids)  # (B, T, D)
-        outputs, state = self.recurrent(inputs, state)  # (B, T, H), final state
+        outputs, state = run_recurrent(self.recurrent, inputs, state, lengths)  # (B, T, H), final state
         return self.head(outputs), state  # (B, T, V)
 
 

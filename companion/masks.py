@@ -3,6 +3,7 @@
 That is what ``torch.nn.functional.scaled_dot_product_attention`` reads for a bool ``attn_mask``, and what every
 attention module of the companion takes as ``mask``, broadcastable to the weights' shape (B, [heads,] Tq, S):
 
+* ``lengths_to_mask(lengths)`` (B, S): which positions of a padded batch are real (recurrent layers, losses);
 * ``padding_mask(lengths)`` (B, 1, S): every query may use the real keys of its own sequence, none of its padding;
 * ``causal_mask(Tq, S)`` (Tq, S): query i may use keys up to its own position, never a later one;
 * ``combine_masks(a, b, ...)``: a position may be used only where every mask allows it (logical AND).
@@ -15,8 +16,18 @@ from __future__ import annotations
 
 import torch
 
-from companion.checks import check_rank, check_tensor
-from companion.data.batching import lengths_to_mask
+from companion.checks import check_lengths, check_rank, check_tensor
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
+    """Mask of real positions: (batch, max_length) bool with ``mask[b, t] = t < lengths[b]``."""
+    check_lengths(lengths)
+    longest = int(lengths.max()) if len(lengths) else 0
+    max_length = longest if max_length is None else max_length
+    if max_length < longest:
+        raise ValueError(f"max_length ({max_length}) is shorter than the longest sequence in lengths ({longest})")
+    positions = torch.arange(max_length, device=lengths.device)  # (max_length,)
+    return positions[None, :] < lengths[:, None]  # (batch, max_length)
 
 
 def padding_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:

@@ -69,3 +69,56 @@ def plot_heatmap(
     if title:
         ax.set_title(title)
     return ax
+
+
+# One colour per recurrent model, the same in every chapter's memory plots.
+MODEL_COLORS = {"rnn": "C0", "lstm": "C1", "lstm-forget1": "C2", "lstm-chrono": "C3", "gru": "C4"}
+
+
+def plot_memory_curves(
+    results: dict,
+    task: str,
+    models: Sequence[str],
+    ax: Axes | None = None,
+    labels: dict[str, str] | None = None,
+    title: str | None = None,
+    legend: bool = True,
+) -> Axes:
+    """Recall accuracy against lag from ``benchmarks/memory_vs_lag.py``'s results (``companion.memory.load_sweep``).
+
+    One line per model of ``models`` on ``task`` (``"distractors"`` or ``"blank"``): the mean over the seeds, with
+    a bar from the lowest to the highest seed; the lag axis is logarithmic (the models are shifted a little
+    sideways so that their bars do not hide each other), and a dotted line marks chance. ``labels`` renames models
+    in the legend (``legend=False`` leaves it out, e.g. for one legend under several panels); each model keeps its
+    colour of ``MODEL_COLORS`` across plots. Lags a model was not run at (after failing twice) are left out.
+    """
+    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
+    chance, all_lags = None, set()
+    for index, model in enumerate(models):
+        rows = sorted(
+            (row for row in results["rows"] if (row["task"], row["model"], row["status"]) == (task, model, "run")),
+            key=lambda row: row["lag"],
+        )
+        if not rows:
+            raise ValueError(f"no rows for task {task!r} and model {model!r} in the results")
+        lags = np.array([row["lag"] for row in rows], dtype=float)
+        all_lags.update(row["lag"] for row in rows)
+        means = np.array([row["mean"] for row in rows])
+        spread = np.array([[row["mean"] - row["min"] for row in rows], [row["max"] - row["mean"] for row in rows]])
+        shift = 1.04 ** (index - (len(models) - 1) / 2)  # a few percent along the log axis
+        label = (labels or {}).get(model, model)
+        color = MODEL_COLORS.get(model, f"C{(len(MODEL_COLORS) + index) % 10}")
+        ax.errorbar(lags * shift, means, yerr=spread, marker="o", ms=4, capsize=2, label=label, color=color)
+        chance = rows[0]["chance"]
+    ax.axhline(chance, color="gray", ls=":", label="chance")
+    ax.set_xscale("log")
+    ticks = sorted(all_lags)
+    ax.set_xticks(ticks, [str(lag) for lag in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="lag (steps between the token and the question)", ylabel="test accuracy", ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import random
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,3 +89,22 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+REPOSITORY_RAW = "https://raw.githubusercontent.com/rnn-to-transformer/course/main/"
+
+
+def repository_file(relative_path: str) -> Path:
+    """A file of the course's repository (a benchmark script, a committed results file), by its path there.
+
+    In a checkout (the book build, a local Jupyter) it is found in the current folder or one of its parents, or
+    beside the installed package; a companion installed without the repository (Colab) downloads it once into the
+    current folder from the course's repository on GitHub.
+    """
+    for folder in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[1]]:
+        if (folder / relative_path).is_file():
+            return folder / relative_path
+    target = Path.cwd() / Path(relative_path).name
+    if not target.is_file():
+        urllib.request.urlretrieve(REPOSITORY_RAW + relative_path, target)  # only outside a checkout
+    return target

@@ -56,6 +56,97 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [2, 3, 3, 3],
         ),
     ],
+    "ch03-lstm": [
+        (
+            "lstm_step",
+            "def lstm_step(x_t, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    gates = x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh\n"
+            "    i, f, o, g = gates.chunk(4, dim=1)  # the order of some papers, not torch's i, f, g, o\n"
+            "    c_t = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)\n"
+            "    return torch.sigmoid(o) * torch.tanh(c_t), c_t\n",
+            [1, 3, 4, 2],
+        ),
+        (
+            "cell_state_gradient",
+            "def cell_state_gradient(x_t, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh, grad_h, grad_c):\n"
+            "    gates = x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh\n"
+            "    return grad_c * torch.sigmoid(gates.chunk(4, dim=1)[1])  # forgot the path through h_t\n",
+            [3, 1, 4, 2],
+        ),
+        (
+            "lstm_forward",
+            "def lstm_forward(x, lengths, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    h, c, outputs = h0, c0, []\n"
+            "    for t in range(x.shape[1]):\n"
+            "        # runs on over the padding: the state is not frozen\n"
+            "        h, c = reference_lstm_step(x[:, t], (h, c), weight_ih, weight_hh, bias_ih, bias_hh)\n"
+            "        outputs.append(h * (t < lengths).unsqueeze(1))\n"
+            "    return torch.stack(outputs, dim=1), (h, c)\n",
+            [3, 3, 1, 2],
+        ),
+        (
+            "chrono_biases",
+            "def chrono_biases(u):\n"
+            "    hidden = u.shape[0]\n"
+            "    bias_ih = torch.zeros(4 * hidden)\n"
+            "    bias_ih[:hidden] = torch.log(u)  # the forget gate taken to come first\n"
+            "    bias_ih[hidden : 2 * hidden] = -torch.log(u)\n"
+            "    return bias_ih, torch.zeros(4 * hidden)\n",
+            [3, 3, 4, 0],
+        ),
+    ],
+    "ch04-gru": [
+        (
+            "gru_step",
+            "def gru_step(x_t, h_prev, weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    a_r, a_z, a_n = (x_t @ weight_ih.T + bias_ih).chunk(3, dim=1)\n"
+            "    b_r, b_z, b_n = (h_prev @ weight_hh.T + bias_hh).chunk(3, dim=1)\n"
+            "    r, z = torch.sigmoid(a_r + b_r), torch.sigmoid(a_z + b_z)\n"
+            "    n = torch.tanh(a_n + r * b_n)\n"
+            "    return (1 - z) * h_prev + z * n  # the other convention: z writes\n",
+            [1, 3, 4, 2],
+        ),
+        (
+            "to_pytorch_convention",
+            "def to_pytorch_convention(weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    hidden = weight_hh.shape[1]\n"
+            "    converted = [t.clone() for t in (weight_ih, weight_hh, bias_ih, bias_hh)]\n"
+            "    for t in converted:\n"
+            "        t[:hidden] = -t[:hidden]  # negated the reset gate, not the update gate\n"
+            "    return tuple(converted)\n",
+            [3, 0, 4, 2],
+        ),
+        (
+            "bidirectional_gru",
+            "def bidirectional_gru(x, lengths, forward_weights, backward_weights):\n"
+            "    batch, time = x.shape[:2]\n"
+            "    hidden = forward_weights[1].shape[1]\n"
+            "    mask = (torch.arange(time)[None, :] < lengths[:, None]).unsqueeze(2)\n"
+            "    outs, finals = [], []\n"
+            "    # flips the whole padded batch: the backward pass reads the padding first\n"
+            "    for weights, inputs in ((forward_weights, x), (backward_weights, x.flip(1))):\n"
+            "        h, steps = x.new_zeros(batch, hidden), []\n"
+            "        for t in range(time):\n"
+            "            h = reference_gru_step(inputs[:, t], h, *weights)\n"
+            "            steps.append(h)\n"
+            "        outs.append(torch.stack(steps, dim=1))\n"
+            "        finals.append(h)\n"
+            "    outputs = torch.cat([outs[0], outs[1].flip(1)], dim=2) * mask\n"
+            "    return outputs, torch.stack(finals)\n",
+            [3, 3, 1, 2],
+        ),
+        (
+            "gru_parameter_count",
+            "def gru_parameter_count(input_size, hidden_size, num_layers, bidirectional):\n"
+            "    directions = 2 if bidirectional else 1\n"
+            "    total = 0\n"
+            "    for layer in range(num_layers):\n"
+            "        reads = input_size if layer == 0 else hidden_size  # forgot: both directions feed the next layer\n"
+            "        total += directions * 3 * (hidden_size * (reads + hidden_size) + 2 * hidden_size)\n"
+            "    return total\n",
+            [3, 3, 4, 1],
+        ),
+    ],
     "ch08-self-attention": [
         (
             "attention_weights",

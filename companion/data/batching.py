@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from companion.checks import check_integer_dtype, check_not_empty, check_rank, check_tensor
+from companion.checks import check_lengths, check_not_empty, check_rank, check_tensor
+from companion.masks import lengths_to_mask  # re-exported: batches build their masks with it
 
 TokenIds = Sequence[int] | torch.Tensor
 
@@ -43,27 +44,9 @@ def _as_ids(name: str, sequence: TokenIds) -> torch.Tensor:
     return tensor
 
 
-def lengths_to_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Mask of real positions: (batch, max_length) bool with ``mask[b, t] = t < lengths[b]``."""
-    _check_lengths(lengths)
-    longest = int(lengths.max()) if len(lengths) else 0
-    max_length = longest if max_length is None else max_length
-    if max_length < longest:
-        raise ValueError(f"max_length ({max_length}) is shorter than the longest sequence in lengths ({longest})")
-    positions = torch.arange(max_length, device=lengths.device)  # (max_length,)
-    return positions[None, :] < lengths[:, None]  # (batch, max_length)
-
-
-def _check_lengths(lengths: torch.Tensor) -> None:
-    check_rank("lengths", lengths, 1, "(batch,)")
-    check_integer_dtype("lengths", lengths)
-    if len(lengths) and int(lengths.min()) < 0:
-        raise ValueError(f"lengths must be non-negative, got minimum {int(lengths.min())}")
-
-
 def unpad(padded: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
     """Undo ``pad_batch``: the list of (length_b, ...) sequences."""
-    _check_lengths(lengths)
+    check_lengths(lengths)
     check_tensor("padded", padded)
     if padded.dim() < 2 or padded.shape[0] != len(lengths):
         raise ValueError(

@@ -52,14 +52,25 @@ def reverse_task(num_examples: int, length: int, vocab_size: int = 10, seed: int
     return Examples(tokens, tokens.flip(1))
 
 
-def recall_task(num_examples: int, lag: int, vocab_size: int = 10, seed: int = 0) -> Examples:
-    """Remember the first token for ``lag`` steps of noise.
+def recall_task(
+    num_examples: int, lag: int, vocab_size: int = 10, seed: int = 0, filler: int | None = None
+) -> Examples:
+    """Remember the first token for ``lag`` steps of noise (or of silence, with ``filler``).
 
-    inputs: (num_examples, lag + 1) ids, the token to recall followed by ``lag`` random distractors;
-    targets: (num_examples,) the first token. Chance accuracy is 1 / (vocab_size - 1).
+    inputs: (num_examples, lag + 1) ids, the token to recall followed by ``lag`` random distractors drawn from the
+    same ids ``1 .. vocab_size - 1``, or, when ``filler`` is an id, by ``lag`` copies of it (a constant blank: the
+    memory is tested without interference); targets: (num_examples,) the first token. Chance accuracy is
+    1 / (vocab_size - 1).
     """
     _check_sizes(num_examples, lag, vocab_size, min_length=0, length_name="lag")
     tokens = _random_tokens(num_examples, lag + 1, vocab_size, seed)
+    if filler is not None:
+        if not isinstance(filler, int) or 1 <= filler < vocab_size:
+            raise ValueError(
+                f"filler must be an int id outside the recalled ids 1 .. {vocab_size - 1} (e.g. 0 or {vocab_size}), "
+                f"got {filler!r}"
+            )
+        tokens[:, 1:] = filler
     return Examples(tokens, tokens[:, 0].clone())
 
 

@@ -126,3 +126,31 @@ def test_plot_heatmap_fixed_scale_draws_a_constant_matrix_in_its_own_colour():
     image = ax.images[0]
     assert image.get_clim() == (0, 1)
     assert np.allclose(image.to_rgba(1.0), image.cmap(1.0))  # black for Greys, not the colour of the minimum
+
+
+def memory_results() -> dict:
+    def row(model, lag, accuracies, status="run"):
+        if status != "run":
+            return {"task": "blank", "model": model, "lag": lag, "status": status, "reason": "at chance"}
+        mean = sum(accuracies) / len(accuracies)
+        return {"task": "blank", "model": model, "lag": lag, "status": "run", "mean": mean,
+                "min": min(accuracies), "max": max(accuracies), "chance": 0.125}  # fmt: skip
+
+    rows = [row("rnn", 5, [1.0, 0.9]), row("rnn", 50, [0.2, 0.1]), row("rnn", 500, [], "skipped")]
+    return {"rows": [*rows, row("gru", 5, [1.0, 1.0]), row("gru", 50, [0.9, 0.7])]}
+
+
+def test_memory_curves_draw_one_line_per_model_with_its_spread_and_chance():
+    from companion.plotting import MODEL_COLORS, plot_memory_curves
+
+    ax = plot_memory_curves(memory_results(), "blank", ["rnn", "gru"], labels={"rnn": "RNN"}, title="blank")
+    lines = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(lines) == 2
+    assert np.allclose(lines[0].get_ydata(), [0.95, 0.15])  # the means; the skipped lag is left out
+    assert matplotlib.colors.same_color(lines[1].get_color(), MODEL_COLORS["gru"])
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["5", "50"]
+    assert any(line.get_linestyle() == ":" and np.allclose(line.get_ydata(), 0.125) for line in ax.get_lines())
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["chance", "RNN", "gru"]
+    assert plot_memory_curves(memory_results(), "blank", ["rnn"], legend=False).get_legend() is None
+    with pytest.raises(ValueError, match="no rows for task 'blank' and model 'lstm'"):
+        plot_memory_curves(memory_results(), "blank", ["lstm"])

@@ -1,6 +1,7 @@
 """The companion's public API: what ``__all__`` exports exists, and every public function, class and method has a
 docstring and type hints (COURSE.md section 3: type hints on public functions, docstrings that state shapes)."""
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -11,6 +12,8 @@ import pytest
 
 import companion
 import companion.data
+
+COMPANION = Path(companion.__file__).parent
 
 MODULES = sorted(
     ["companion", "companion.data"]
@@ -99,3 +102,36 @@ def test_public_method_has_a_docstring_and_type_hints(name):
     function = METHODS[name]
     assert not missing_annotations(function), f"{name} lacks type hints for {missing_annotations(function)}"
     assert (function.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+# COURSE.md section 3: model modules, in teaching order, never import data, training or decoding (so a model can be
+# read, and reused, without the pipeline around it), nor a model module that comes later.
+MODEL_MODULES = [
+    "recurrent_cells",
+    "gated_cells",
+    "language_models",
+    "seq2seq",
+    "masks",
+    "attention",
+    "positions",
+    "transformer",
+    "pretraining",
+]
+PIPELINE = {"data", "training", "decoding"}
+
+
+def companion_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("companion."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("companion.")}
+    return found
+
+
+@pytest.mark.parametrize("name", [name for name in MODEL_MODULES if (COMPANION / f"{name}.py").exists()])
+def test_a_model_module_never_imports_the_pipeline_or_a_later_model(name):
+    later = set(MODEL_MODULES[MODEL_MODULES.index(name) + 1 :]) - {"masks"}  # masks serve every model
+    imported = companion_imports(COMPANION / f"{name}.py")
+    assert not imported & (PIPELINE | later), f"companion/{name}.py imports {sorted(imported & (PIPELINE | later))}"

@@ -1,5 +1,6 @@
-"""The from-scratch RNN agrees with torch.nn.RNNCell, torch.nn.RNN (also on padded batches) and d2l's RNNScratch;
-padding never changes the real steps; bad input gets a clear error."""
+"""The from-scratch RNN agrees with torch.nn.RNNCell, torch.nn.RNN (also on padded batches, stacked and
+bidirectional) and d2l's RNNScratch; padding never changes the real steps; the shared pieces of the recurrent
+interface (the state helpers and ``run_recurrent``) do what they say; bad input gets a clear error."""
 
 import pytest
 import torch
@@ -9,7 +10,16 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from companion.recurrent_cells import RNN, RNNCell
+from companion.recurrent_cells import (
+    RNN,
+    RNNCell,
+    hidden_of,
+    last_layer_state,
+    map_state,
+    num_directions,
+    run_recurrent,
+    time_loop,
+)
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -67,6 +77,26 @@ def test_rnn_agrees_with_packed_nn_rnn_on_a_padded_batch(num_layers):
     torch.testing.assert_close(h_n, expected_h, **TOL)
     for b, length in enumerate(lengths.tolist()):
         assert (outputs[b, length:] == 0).all()
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_bidirectional_rnn_agrees_with_packed_nn_rnn(num_layers):
+    torch.manual_seed(5)
+    theirs = nn.RNN(3, 4, num_layers=num_layers, bidirectional=True, batch_first=True)
+    ours = RNN.from_torch(theirs)
+    assert len(ours.cells) == 2 * num_layers
+    lengths = torch.tensor([5, 1, 3])
+    inputs, h0 = torch.randn(3, 5, 3), torch.randn(2 * num_layers, 3, 4)
+    expected, expected_h = torch_rnn_on_padded(theirs, inputs, lengths, h0)
+    outputs, h_n = ours(inputs, h0, lengths)
+    assert outputs.shape == (3, 5, 8)
+    torch.testing.assert_close(outputs, expected, **TOL)
+    torch.testing.assert_close(h_n, expected_h, **TOL)
+
+
+def test_h0_is_the_old_name_of_state():
+    rnn, inputs, h0 = RNN(3, 4), torch.randn(2, 5, 3), torch.randn(1, 2, 4)
+    torch.testing.assert_close(rnn(inputs, h0=h0)[0], rnn(inputs, h0)[0], rtol=0, atol=0)
 
 
 def test_rnn_from_torch_keeps_dtype_and_gradients_flow():
@@ -245,5 +275,90 @@ def test_constructor_and_from_torch_errors():
         RNN.from_torch(nn.LSTM(3, 4))
     with pytest.raises(TypeError, match=r"module must be a torch\.nn\.RNNCell, got RNN"):
         RNNCell.from_torch(nn.RNN(3, 4))
-    with pytest.raises(ValueError, match="bidirectional=True"):
-        RNN.from_torch(nn.RNN(3, 4, bidirectional=True))
+    with pytest.raises(ValueError, match="batch_first must be True"):
+        RNN(3, 4, batch_first=False)
+    with pytest.raises(TypeError, match="as state or as h0, not both"):
+        RNN(3, 4)(torch.randn(1, 2, 3), torch.zeros(1, 1, 4), h0=torch.zeros(1, 1, 4))
+
+
+# ---------------------------------------------------------------- the shared interface
+
+
+def test_time_loop_backwards_starts_each_sequence_at_its_own_last_step():
+    """Reading backwards with lengths is reading each reversed sequence alone, as packing does."""
+    torch.manual_seed(6)
+    cell = RNNCell(2, 3)
+    inputs, lengths = torch.randn(3, 6, 2), torch.tensor([6, 2, 4])
+    running = (torch.arange(6)[None, :] < lengths[:, None])[:, :, None]  # (B, T, 1)
+    outputs, final = time_loop(cell, inputs, torch.zeros(3, 3), running, reverse=True)
+    for b, length in enumerate(lengths.tolist()):
+        alone, alone_final = time_loop(cell, inputs[b : b + 1, :length].flip(1), torch.zeros(1, 3))
+        torch.testing.assert_close(outputs[b, :length], alone[0].flip(0), **TOL)
+        torch.testing.assert_close(final[b], alone_final[0], **TOL)
+        assert (outputs[b, length:] == 0).all()
+
+
+def test_state_helpers_treat_a_tensor_and_an_lstm_pair_alike():
+    h, c = torch.randn(4, 2, 3), torch.randn(4, 2, 3)  # (L * dirs, B, H) with L = 2, dirs = 2
+    assert hidden_of(h) is h
+    assert hidden_of((h, c)) is h
+    flipped = map_state(lambda part: part.flip(1), (h, c))
+    assert isinstance(flipped, tuple)
+    torch.testing.assert_close(flipped[1], c.flip(1))
+    torch.testing.assert_close(map_state(torch.add, h, c), h + c)
+    torch.testing.assert_close(last_layer_state(h), h[-1])
+    torch.testing.assert_close(last_layer_state((h, c), 2), torch.cat([h[2], h[3]], dim=-1))
+    assert num_directions(nn.GRU(2, 3, bidirectional=True)) == 2
+    assert num_directions(RNN(2, 3)) == 1
+
+
+@pytest.mark.parametrize("twin", [nn.RNN, nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_run_recurrent_gives_torch_layers_the_lengths_argument(twin, bidirectional):
+    torch.manual_seed(7)
+    layer = twin(3, 4, num_layers=2, bidirectional=bidirectional, batch_first=True)
+    inputs, lengths = torch.randn(3, 5, 3), torch.tensor([2, 5, 1])
+    outputs, state = run_recurrent(layer, inputs, None, lengths)
+    packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    expected, expected_state = layer(packed)
+    expected, _ = pad_packed_sequence(expected, batch_first=True, total_length=5)
+    torch.testing.assert_close(outputs, expected)
+    for got, want in zip(
+        state if isinstance(state, tuple) else (state,),
+        expected_state if isinstance(expected_state, tuple) else (expected_state,),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+    full, _ = run_recurrent(layer, inputs)
+    torch.testing.assert_close(full, layer(inputs)[0])
+
+
+def test_run_recurrent_calls_any_other_module_through_the_interface():
+    class Mean(nn.Module):
+        """A stand-in for a Transformer encoder: (B, T, D) -> (B, T, D), the running mean; no state."""
+
+        def forward(self, inputs, state=None, lengths=None):
+            steps = torch.arange(1, inputs.shape[1] + 1)[None, :, None]
+            return inputs.cumsum(1) / steps, None
+
+    inputs = torch.randn(2, 4, 3)
+    outputs, state = run_recurrent(Mean(), inputs, lengths=torch.tensor([4, 2]))
+    assert state is None
+    torch.testing.assert_close(outputs[:, -1], inputs.mean(1))
+
+
+@pytest.mark.parametrize(
+    ("layer", "kwargs", "error", "message"),
+    [
+        (nn.RNN(3, 4), {}, ValueError, r"layer must be batch-first"),
+        (nn.RNN(3, 4, batch_first=True), {"inputs": torch.randn(2, 3)}, ValueError, r"inputs must have 3 dimensions"),
+        (nn.RNN(3, 4, batch_first=True), {"state": torch.zeros(2, 2, 4)}, ValueError, r"h0 has size 2 in dimension 0"),
+        (nn.LSTM(3, 4, batch_first=True), {"state": torch.zeros(1, 2, 4)}, TypeError, r"pair \(h0, c0\)"),
+        (nn.GRU(3, 4, batch_first=True), {"state": (torch.zeros(1, 2, 4),) * 2}, TypeError, r"only an LSTM's"),
+        (nn.GRU(3, 4, batch_first=True), {"lengths": torch.tensor([5, 1])}, ValueError, r"lengths must lie between"),
+    ],
+)
+def test_run_recurrent_errors_name_the_argument(layer, kwargs, error, message):
+    kwargs = {"inputs": torch.randn(2, 4, 3)} | kwargs
+    with pytest.raises(error, match=message):
+        run_recurrent(layer, **kwargs)

@@ -128,3 +128,26 @@ def test_environment_report_adds_cuda_versions_on_cuda(monkeypatch):
 
 def test_missing_package_is_reported_not_raised():
     assert reproducibility._version("surely-not-an-installed-package-xyz") == "not installed"
+
+
+def test_repository_file_is_found_in_a_parent_folder_or_downloaded(tmp_path, monkeypatch):
+    from companion.reproducibility import repository_file
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text("{}")
+    (tmp_path / "book" / "part2").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "book" / "part2")
+    assert repository_file("benchmarks/results/x.json") == tmp_path / "benchmarks" / "results" / "x.json"
+    fetched = []
+
+    def fake_download(url, target):
+        fetched.append(url)
+        target.write_text("fetched")
+
+    monkeypatch.setattr(reproducibility.urllib.request, "urlretrieve", fake_download)
+    path = repository_file("benchmarks/results/not_here.json")
+    assert path == tmp_path / "book" / "part2" / "not_here.json"
+    assert path.read_text() == "fetched"
+    assert fetched == [reproducibility.REPOSITORY_RAW + "benchmarks/results/not_here.json"]
+    assert repository_file("benchmarks/results/not_here.json") == path  # downloaded once
+    assert len(fetched) == 1

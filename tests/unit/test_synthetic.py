@@ -135,3 +135,11 @@ def test_adding_problem_errors():
         adding_problem(4, 1)
     with pytest.raises(ValueError, match=r"^num_examples must be at least 1, got 0$"):
         adding_problem(0, 10)
+
+
+def test_recall_with_a_filler_holds_the_same_tokens_to_recall_and_then_only_the_filler():
+    noisy, blank = recall_task(30, 6, vocab_size=5, seed=2), recall_task(30, 6, vocab_size=5, seed=2, filler=5)
+    assert torch.equal(noisy.targets, blank.targets)
+    assert (blank.inputs[:, 1:] == 5).all()
+    with pytest.raises(ValueError, match=r"filler must be an int id outside the recalled ids 1 \.\. 4"):
+        recall_task(3, 2, vocab_size=5, filler=3)

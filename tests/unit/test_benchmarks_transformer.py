@@ -147,3 +147,24 @@ def test_tiny_gpt_builds_the_sizes_it_names():
         assert isinstance(tiny.build("lstm64", 91, 64).recurrent, torch.nn.LSTM)
     finally:
         del sys.modules["tiny_gpt"]
+
+
+def test_gpt_vs_recurrent_schedule_tuning_and_parameter_counts():
+    compared = load("gpt_vs_recurrent")
+    try:
+        factor = compared.warmup_then_decay(100)
+        # up over the first 5 steps, the full rate at the end of the warm-up, zero at the end
+        assert [round(factor(n), 6) for n in (0, 4, 99)] == [0.2, 1.0, round(1 / 95, 6)]
+        assert factor(100) == 0.0
+        rows = [
+            {"size": "a", "lr": 0.1, "seed": 0, "val_perplexity": 9.0},
+            {"size": "a", "lr": 0.2, "seed": 0, "val_perplexity": 8.0},
+            {"size": "b", "lr": 0.1, "seed": 0, "val_perplexity": 7.0},
+            {"size": "b", "lr": 0.2, "seed": 1, "val_perplexity": 1.0},  # another seed does not tune
+        ]
+        assert compared.best_lrs(rows, seed=0) == {"a": 0.2, "b": 0.1}
+        # the default models hold about the same number of parameters
+        counts = [sum(p.numel() for p in compared.build(size, 91, 64).parameters()) for size in compared.SIZES]
+        assert max(counts) / min(counts) < 1.1
+    finally:
+        del sys.modules["gpt_vs_recurrent"]

@@ -197,7 +197,8 @@ def format_table(points: Sequence[Point | dict]) -> str:
             values = [f"{'-':>9}" if p is None else f"{scale * _get(p, key):>9.2f}" for p in cells]
             lines.append(f"{length:>6} " + " ".join(values))
         lines.append("")
-    lines.append("scratch, fused: self-attention (4 heads) on its two paths; RNN, LSTM: torch.nn's")
+    lines.append("scratch, fused: self-attention (4 heads) on its two paths;")
+    lines.append("RNN, LSTM: torch.nn's layers")
     return "\n".join(lines)
 
 

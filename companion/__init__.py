@@ -2,9 +2,11 @@
 
 Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made),
 ``data`` (tokens, corpora, translation pairs, time series, synthetic tasks, batching), ``training`` (the Trainer),
-``metrics`` (accuracy, perplexity, sacreBLEU) and ``plotting``. Model modules join as their chapters are written;
-Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``; Part V's ``transformer`` (the
-encoder-decoder, its layers and the KV cache) and ``pretraining`` (GPT and BERT).
+``metrics`` (accuracy, perplexity, exact match, sacreBLEU's BLEU and chrF) and ``plotting``. Model modules join as
+their chapters are written: ``recurrent_cells`` and ``language_models`` (Part I), ``seq2seq`` (the encoder-decoder),
+``decoding`` (greedy, sampling, beam and exact search) and ``translation_task`` (the translation task's data, recipe
+and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attention`` and ``positions``; Part V's
+``transformer`` (the encoder-decoder, its layers and the KV cache) and ``pretraining`` (GPT and BERT).
 """
 
 from companion.device import pick_device

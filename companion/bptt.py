@@ -6,7 +6,8 @@ Three tools for Chapter 2:
   orthogonal matrix, ``a`` times a rotation: every singular value equals ``a``, so ``|W_h^n v| = a^n |v|`` exactly.
 - ``gradient_norms`` unrolls a one-layer ``torch.nn.RNN`` with an explicit loop (so that every hidden state is a
   node of the graph) and measures ``|dL/dh_t|`` for every step, with ``L = u . h_T``: the size of the signal that
-  reaches a state ``n = T - t`` steps before the loss.
+  reaches a state ``n = T - t`` steps before the loss. ``jacobian_product_norms`` measures the worst case over
+  every ``u``: the spectral norm of the product of Jacobians ``dh_T/dh_{T-n}``.
 - ``Chunk``, ``stream_chunks`` and ``CarriedState`` train on a long stream with truncated BPTT through the course's
   ``Trainer``: the hidden state is carried from one chunk to the next but detached, so gradients flow back at most
   one chunk.
@@ -160,6 +161,34 @@ def gradient_norms(
         grads = torch.autograd.grad(loss, states)  # T + 1 tensors, each (B, H)
     per_example = torch.stack([grad.double().norm(dim=1) for grad in grads])  # (T + 1, B)
     return per_example.mean(dim=1).flip(0).cpu()  # index by distance n = T - t
+
+
+def jacobian_product_norms(
+    rnn: nn.RNN, inputs: torch.Tensor, h0: torch.Tensor | None = None, activation: str = "tanh"
+) -> torch.Tensor:
+    """``norms[n] = |dh_T / dh_{T-n}|``, the spectral norm of the product of the last n Jacobians, for n = 0 .. T.
+
+    ``dh_T / dh_{T-n} = J_T J_{T-1} ... J_{T-n+1}`` with ``J_t = diag(1 - h_t^2) W_h`` (``W_h`` for ``"linear"``).
+    Its spectral norm is the largest factor by which a gradient arriving at ``h_T`` can grow on its way back to
+    ``h_{T-n}``, whatever the loss: the worst case over the directions that ``gradient_norms`` fixes to one. The
+    norms are averaged over the batch. inputs: (B, T, D); h0: (B, H), zeros if None. Returns (T + 1,) float64 on
+    the CPU. For a scaled orthogonal ``W_h`` of radius ``a`` the linear norms are exactly ``a^n``; for a
+    non-normal one they can exceed ``a^n``, because one step can stretch some vectors by ``|W_h| > a``.
+    """
+    _check_rnn(rnn)
+    check_choice("activation", activation, ACTIVATIONS)
+    with torch.no_grad():
+        states = unroll(rnn, inputs, h0, activation)  # T + 1 tensors, each (B, H)
+        weight = rnn.weight_hh_l0.detach().double()  # (H, H)
+        batch, hidden = states[0].shape
+        product = torch.eye(hidden, dtype=torch.float64, device=weight.device).expand(batch, -1, -1)  # (B, H, H)
+        norms = [torch.ones(batch, dtype=torch.float64)]
+        for t in range(len(states) - 1, 0, -1):
+            # One more Jacobian on the right: dh_T/dh_{t-1} = (dh_T/dh_t) diag(tanh'(z_t)) W_h.
+            slopes = 1 - states[t].double() ** 2 if activation == "tanh" else torch.ones_like(states[t]).double()
+            product = product @ (slopes[:, :, None] * weight)  # (B, H, H)
+            norms.append(torch.linalg.matrix_norm(product, ord=2).cpu())  # (B,)
+    return torch.stack(norms).mean(dim=1)  # (T + 1,), indexed by distance n
 
 
 def manual_bptt(

@@ -1,9 +1,11 @@
-"""Forecasting a univariate time series: an RNN forecaster and the two baselines it must beat.
+"""Forecasting a univariate time series: an RNN forecaster and the baselines it must beat.
 
 Every method forecasts from the same *origins*: a forecast made at origin ``o`` may use ``values[:o]`` and predicts
 ``values[o : o + horizon]``. The RNN reads the last ``window`` values and outputs all ``horizon`` values at once
-(a *direct* multi-step forecast); the last-value baseline repeats ``values[o - 1]``; the linear autoregression is
-statsmodels' ``AutoReg``, fitted once on the training years and iterated forward from each origin.
+(a *direct* multi-step forecast). The baselines: the mean of the history; the last value (naive); the value one
+season earlier (seasonal naive); the linear autoregression, statsmodels' ``AutoReg``, fitted once on the training
+years and *iterated* forward from each origin (feeding back its own forecasts); and a direct linear regression,
+one per horizon step on the same lags, which separates "direct against iterated" from "RNN against linear".
 """
 
 from __future__ import annotations
@@ -85,6 +87,29 @@ def last_value_forecasts(values: np.ndarray, origins: Sequence[int], horizon: in
     return np.repeat(np.asarray(values)[np.asarray(origins) - 1, None], horizon, axis=1)  # (N, horizon)
 
 
+def mean_forecasts(values: np.ndarray, origins: Sequence[int], horizon: int) -> np.ndarray:
+    """The mean forecast: from origin ``o``, every future value is the mean of ``values[:o]``. Returns (N, horizon)."""
+    check_positive("horizon", horizon)
+    _check_origins(origins, len(values), 0)
+    means = np.array([np.mean(np.asarray(values, np.float64)[:origin]) for origin in origins])  # (N,)
+    return np.repeat(means[:, None], horizon, axis=1)  # (N, horizon)
+
+
+def seasonal_naive_forecasts(values: np.ndarray, origins: Sequence[int], horizon: int, period: int) -> np.ndarray:
+    """The seasonal naive forecast: each future value equals the last observed value one ``period`` earlier.
+
+    Step ``i`` ahead of origin ``o`` (i = 0 .. horizon - 1) is ``values[o + i - period * (i // period + 1)]``, the
+    same phase of the latest season before ``o``. Returns (N, horizon).
+    """
+    check_positive("horizon", horizon)
+    if not isinstance(period, int | np.integer) or period < 1:
+        raise ValueError(f"period must be a positive int, got {period!r}")
+    _check_origins(origins, len(values), period)
+    steps = np.arange(horizon)
+    back = period * (steps // period + 1) - steps  # (horizon,): how far before o + i the value is taken
+    return np.asarray(values)[np.asarray(origins)[:, None] - back[None, :]]  # (N, horizon)
+
+
 def autoregression_forecasts(
     train: np.ndarray, values: np.ndarray, origins: Sequence[int], horizon: int, max_lag: int = 20
 ) -> tuple[np.ndarray, list[int]]:
@@ -103,6 +128,33 @@ def autoregression_forecasts(
     fitted = AutoReg(train, lags=lags).fit().apply(values, refit=False)
     forecasts = [fitted.predict(start=o, end=o + horizon - 1, dynamic=True) for o in origins]
     return np.stack(forecasts), list(lags)  # (N, horizon)
+
+
+def direct_linear_forecasts(
+    train: np.ndarray, values: np.ndarray, origins: Sequence[int], horizon: int, lags: Sequence[int]
+) -> np.ndarray:
+    """A *direct* linear forecast: one least-squares regression per horizon step on the same ``lags``.
+
+    Step ``i`` ahead is ``c_i + sum_l phi_{i,l} values[o - l]`` for each lag ``l``, fitted on every origin of
+    ``train`` whose ``horizon`` following values are also in ``train``. Nothing is fed back, so errors cannot
+    compound; the price is a separate fit per step. Returns the forecasts (N, horizon).
+    """
+    check_positive("horizon", horizon)
+    lags = np.asarray(sorted(lags))
+    if len(lags) == 0 or lags[0] < 1:
+        raise ValueError(f"lags must be a non-empty list of positive ints, got {list(lags)}")
+    train, values = np.asarray(train, np.float64), np.asarray(values, np.float64)
+    _check_origins(origins, len(values), int(lags[-1]))
+    fit_origins = np.arange(lags[-1], len(train) - horizon + 1)
+    if len(fit_origins) <= len(lags) + 1:
+        raise ValueError(f"train (length {len(train)}) is too short to fit {len(lags)} lags for {horizon} steps")
+
+    def design(series: np.ndarray, at: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(at)), series[at[:, None] - lags[None, :]]])  # (N, 1 + lags)
+
+    targets = train[fit_origins[:, None] + np.arange(horizon)[None, :]]  # (M, horizon)
+    coefficients, *_ = np.linalg.lstsq(design(train, fit_origins), targets, rcond=None)  # (1 + lags, horizon)
+    return design(values, np.asarray(origins)) @ coefficients  # (N, horizon)
 
 
 def forecast_errors(forecasts: np.ndarray, actual: np.ndarray) -> dict[str, np.ndarray]:

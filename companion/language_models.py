@@ -97,6 +97,25 @@ class RNNLanguageModel(nn.Module):
         outputs, state = run_recurrent(self.recurrent, inputs, state, lengths)  # (B, T, H), final state
         return self.head(outputs), state  # (B, T, V)
 
+    def reorder_state(self, state: State, indices: torch.Tensor) -> State:
+        """The state of sequences ``indices`` (N,) of the batch, in that order (for beam search, see
+        ``companion.decoding``): the recurrent state's batch dimension is picked, repeats allowed."""
+        return reorder_recurrent_state(state, indices)
+
+
+def reorder_recurrent_state(state: State, indices: torch.Tensor) -> State:
+    """Pick sequences ``indices`` (N,) from a recurrent state in torch's layout: (layers, B, H) -> (layers, N, H).
+
+    An LSTM's ``(h, c)`` has each part picked; ``None`` (a state not yet started) stays ``None``.
+    """
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.index_select(1, indices)  # torch's layout: the batch is dimension 1
+    if isinstance(state, tuple) and all(isinstance(part, torch.Tensor) for part in state):
+        return tuple(part.index_select(1, indices) for part in state)
+    raise TypeError(f"state must be a tensor, a tuple of tensors or None, got {type(state).__name__}")
+
 
 def next_token_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy (nats per token) of ``model`` on ``batch = (inputs, targets)``, both (B, T) ids.

@@ -108,3 +108,14 @@ def repository_file(relative_path: str) -> Path:
     if not target.is_file():
         urllib.request.urlretrieve(REPOSITORY_RAW + relative_path, target)  # only outside a checkout
     return target
+
+
+def benchmark_results(name: str) -> dict:
+    """The committed results file ``benchmarks/results/<name>`` (JSON) of a benchmark script, as a dict.
+
+    Found like every ``repository_file``: in the checkout that holds the working directory (the book build, a clone)
+    or, for a companion installed without the repository (Colab), downloaded from the course's repository.
+    """
+    import json
+
+    return json.loads(repository_file(f"benchmarks/results/{name}").read_text())

@@ -37,23 +37,99 @@ MASTERS = sorted((ROOT / "exercises").glob("*.ipynb"))
 NAMES = [master.stem for master in MASTERS]
 LIMITS = Limits(load_seconds=10, question_seconds=6, submission_seconds=120, memory_bytes=2 * 1024**3)
 
-# Plausible wrong answers per exercise: [(function, its wrong source, expected points per question), ...].
+# Plausible wrong answers per exercise, one or more per question: (function, its wrong source, expected points per
+# question). Each is graded as its own submission, on top of the solution.
 WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
     "ch01-recurrence": [
         (
             "rnn_step",
             "def rnn_step(x_t, h_prev, weight_ih, weight_hh, bias_ih, bias_hh):\n"
             "    return torch.tanh(x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T)  # forgot bias_hh\n",
-            [1, 0, 3, 3],
+            [2, 4, 3, 3],  # question 2 uses rnn_step, and is graded with a correct one too: no cascade
+        ),
+        (
+            "rnn_step_backward",
+            "def rnn_step_backward(grad_h, x_t, h_prev, h_t, weight_ih, weight_hh):\n"
+            "    grad_z = grad_h  # forgot the tanh's slope 1 - h_t**2\n"
+            "    return {'x_t': grad_z @ weight_ih, 'h_prev': grad_z @ weight_hh, 'weight_ih': grad_z.T @ x_t,\n"
+            "            'weight_hh': grad_z.T @ h_prev, 'bias_ih': grad_z.sum(0), 'bias_hh': grad_z.sum(0)}\n",
+            [1, 4, 3, 3],
+        ),
+        (
+            "rnn_forward",
+            "def rnn_forward(x, lengths, h0, weight_ih, weight_hh, bias_ih, bias_hh):\n"
+            "    h, outputs = h0, []\n"
+            "    for t in range(x.shape[1]):  # runs over the padding as if it were data\n"
+            "        h = rnn_step(x[:, t], h, weight_ih, weight_hh, bias_ih, bias_hh)\n"
+            "        outputs.append(h)\n"
+            "    return torch.stack(outputs, dim=1), h\n",
+            [3, 1, 3, 3],
+        ),
+        (
+            "masked_perplexity",
+            "def masked_perplexity(logits, targets, mask):\n"
+            "    return torch.exp(F.cross_entropy(logits.transpose(1, 2), targets))  # the padding counts too\n",
+            [3, 4, 1, 3],
+        ),
+        (
+            "temperature_softmax",
+            "def temperature_softmax(logits, temperature):\n"
+            "    return torch.softmax(logits * temperature, dim=-1)  # multiplies by tau\n",
+            [3, 4, 3, 1],
         ),
     ],
     "ch02-training-through-time": [
         (
             "clip_by_global_norm",
             "def clip_by_global_norm(grads, max_norm):\n"
-            "    scale = max_norm / (global_norm(grads) + 1e-6)  # scales up small gradients too\n"
+            "    total = torch.sqrt(sum((g**2).sum() for g in grads))\n"
+            "    scale = min(1.0, max_norm / (total.item() + 1e-6))\n"
+            "    with torch.no_grad():\n"
+            "        for g in grads:\n"
+            "            g.mul_(scale)  # in place, as clip_grad_norm_ does\n"
+            "    return grads\n",
+            [2, 3, 3, 3],
+        ),
+        (
+            "clip_by_global_norm",
+            "def clip_by_global_norm(grads, max_norm):\n"
+            "    total = torch.sqrt(sum((g**2).sum() for g in grads))\n"
+            "    scale = max_norm / (total + 1e-6)  # scales up small gradients too\n"
             "    return [g * scale for g in grads]\n",
             [2, 3, 3, 3],
+        ),
+        (
+            "gradient_norms_through_time",
+            "def gradient_norms_through_time(weight_hh, h0, steps):\n"
+            "    h, norms = h0, []\n"
+            "    for _ in range(steps):\n"
+            "        h = h @ weight_hh.T\n"
+            "        norms.append(h.norm())  # the state's size, not the gradient's\n"
+            "    return torch.stack(norms)\n",
+            [3, 0, 3, 3],
+        ),
+        (
+            "truncated_rnn_forward",
+            "def truncated_rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, chunk):\n"
+            "    h, outputs = h0, []\n"
+            "    for t in range(x.shape[1]):  # never detaches: full BPTT\n"
+            "        h = torch.tanh(x[:, t] @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)\n"
+            "        outputs.append(h)\n"
+            "    return torch.stack(outputs, dim=1)\n",
+            [3, 3, 1, 3],
+        ),
+        (
+            "growth_per_step",
+            "def growth_per_step(radius, seed):\n"
+            "    from companion.bptt import rnn_with_radius, unroll\n"
+            "\n"
+            "    generator = torch.Generator().manual_seed(seed)\n"
+            "    rnn = rnn_with_radius(4, 64, radius, generator=generator)\n"
+            "    x = torch.randn(16, 100, 4, generator=generator)\n"
+            "    with torch.no_grad():\n"
+            "        states = torch.stack(unroll(rnn, x)[1:])\n"
+            "    return radius * (1 - states**2).mean().item()  # a x mean tanh': the heuristic that fails\n",
+            [3, 3, 3, 0],
         ),
     ],
     "ch03-lstm": [
@@ -145,6 +221,27 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             "        total += directions * 3 * (hidden_size * (reads + hidden_size) + 2 * hidden_size)\n"
             "    return total\n",
             [3, 3, 4, 1],
+        ),
+    ],
+    "ch05-seq2seq": [
+        (
+            "masked_sequence_loss",
+            "def masked_sequence_loss(logits, targets, lengths):\n"
+            "    real = torch.arange(targets.shape[1])[None, :] < lengths[:, None]\n"
+            "    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction='none')\n"
+            "    return ((per_token * real).sum(1) / lengths).mean()  # a mean of means: short targets weigh more\n",
+            [2, 3, 3, 3],
+        ),
+    ],
+    "ch06-decoding": [
+        (
+            "beam_step",
+            "def beam_step(scores, step_log_probs, finished, end_id, beam_size):\n"
+            "    vocab = step_log_probs.shape[1]\n"
+            "    candidates = (scores[:, None] + step_log_probs).flatten()  # finished prefixes grow on\n"
+            "    best = candidates.topk(beam_size)\n"
+            "    return best.values, best.indices // vocab, best.indices % vocab\n",
+            [2, 1, 3, 3],
         ),
     ],
     "ch08-self-attention": [

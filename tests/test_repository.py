@@ -152,3 +152,14 @@ def test_pytest_collects_notebooks_but_not_build_outputs(tmp_path: Path) -> None
     )
     collected = {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line}
     assert collected == {"book/page.ipynb", "exercises/page.ipynb"}, result.stdout
+
+
+def test_the_bibliography_parses_with_unique_keys() -> None:
+    """references.bib merges by union (.gitattributes), which can drop an entry's closing brace when two branches
+    add entries at the same place; sphinxcontrib-bibtex then fails the whole book build on it."""
+    from pybtex.database import parse_file
+
+    bib = ROOT / "book" / "references.bib"
+    entries = parse_file(bib).entries  # raises on a missing brace and on a duplicate key
+    starts = [line for line in bib.read_text().splitlines() if line.startswith("@")]
+    assert len(entries) == len(starts), f"{len(starts)} entries written, {len(entries)} parsed"

@@ -36,6 +36,9 @@ ALLOWED_CONSOLE_ERRORS: dict[str, str] = {}
 # Unrendered TeX left in the text of a page, outside code.
 RAW_TEX = re.compile(r"\\\(|\\\[|\\begin\{|\$\$|(?<![\w$])\$(?=\S)[^$\n]{1,200}(?<=\S)\$(?![\w$])")
 MIN_CONTRAST = 4.5  # WCAG AA for body text
+# Alt text that is a file name or a path (what Sphinx writes when a figure has no alt text), or a single token such as
+# a figure's label: no description of the picture.
+FILE_NAME = re.compile(r".*\.(png|jpe?g|svg|gif|webp)|\S+", re.IGNORECASE)
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +81,10 @@ COLLECT = """
       copy: !!block.querySelector("button.copybtn"), inCell: !!block.closest(".cell_input"),
       text: block.textContent.slice(0, 60)})),
     cells: article.querySelectorAll(".cell .cell_input").length,
+    // text outputs whose longest line does not fit the page: the reader would have to scroll sideways
+    wideOutputs: [...article.querySelectorAll(".cell_output pre")]
+      .filter((pre) => pre.scrollWidth > pre.clientWidth + 1)
+      .map((pre) => pre.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 100)),
     widgets: views.map((view) => {
       const area = view.parentElement.querySelector(".widget-subarea");
       const box = area ? area.getBoundingClientRect() : {width: 0, height: 0};
@@ -323,7 +330,7 @@ def test_math_is_typeset(visits: dict[str, PageVisit]) -> None:
     assert typeset, "no page has math: the check above checked nothing"
 
 
-def test_images_load_and_figures_have_captions_or_alt_text(visits: dict[str, PageVisit]) -> None:
+def test_images_load_and_figures_have_captions_and_alt_text(visits: dict[str, PageVisit]) -> None:
     problems = {}
     for path, visit in visits.items():
         images = visit.facts["images"]
@@ -332,10 +339,36 @@ def test_images_load_and_figures_have_captions_or_alt_text(visits: dict[str, Pag
             # Sphinx puts the file's path into alt when none is given: that is no description. Images drawn inside
             # a widget view (an ipywidgets explorer's plot) come from the saved widget state, where no caption can
             # be attached; their cell's caption is what describes them.
-            described = image["caption"] or (image["alt"] and not re.search(r"\.(png|jpe?g|svg|gif)$", image["alt"]))
-            if image["inArticle"] and not image["inWidget"] and not described:
-                problems[path].append(f"figure without caption or alt text: {image['src'][:100]}")
+            if not image["inArticle"] or image["inWidget"]:
+                continue
+            if not image["caption"]:
+                problems[path].append(f"figure without a caption: {image['src'][:100]}")
+            if not image["alt"] or FILE_NAME.fullmatch(image["alt"]):
+                problems[path].append(
+                    f"figure whose alt text {image['alt']!r} does not describe it: {image['src'][:80]}"
+                )
     check(problems)
+
+
+@pytest.mark.parametrize("alt", ["", "../_images/abc123.png", "fig-bptt-norms", "_images/x.svg", "figure.jpeg"])
+def test_a_file_name_is_no_alt_text(alt: str) -> None:
+    assert not alt or FILE_NAME.fullmatch(alt)
+
+
+def test_a_description_is_alt_text() -> None:
+    assert not FILE_NAME.fullmatch("Two log-scale plots of gradient norm against distance.")
+
+
+# Pages written before this check, with output lines still wider than the page (an error message, a table row,
+# a tensor's repr): their authors wrap those lines, then take the page off this list. A listed page that no longer
+# has a wide line fails too, so the list only shrinks.
+def test_no_output_line_scrolls_sideways(visits: dict[str, PageVisit]) -> None:
+    check(
+        {
+            path: [f"output line wider than the page: {line!r}" for line in visit.facts["wideOutputs"]]
+            for path, visit in visits.items()
+        }
+    )
 
 
 def test_internal_links_and_anchors_resolve(visits: dict[str, PageVisit], served_site: Served) -> None:

@@ -12,6 +12,7 @@ from companion.bptt import (
     Chunk,
     detach_state,
     gradient_norms,
+    jacobian_product_norms,
     manual_bptt,
     recurrent_matrix,
     rnn_with_radius,
@@ -87,6 +88,40 @@ def test_tanh_shrinks_the_gradient_below_the_linear_one() -> None:
     tanh, linear = gradient_norms(rnn, inputs), gradient_norms(rnn, inputs, activation="linear")
     assert (tanh <= linear * (1 + 1e-5)).all()  # |tanh'| <= 1 at every step
     assert tanh[50] < linear[50] / 10
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear"])
+def test_jacobian_product_norms_are_the_spectral_norms_of_autograd_jacobians(activation: str) -> None:
+    rnn = rnn_with_radius(2, 5, 1.3, kind="gaussian", generator=generator()).double()
+    inputs, h0 = torch.randn(2, 6, 2, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    norms = jacobian_product_norms(rnn, inputs, h0, activation)
+    assert norms.shape == (7,)
+    assert norms[0].item() == pytest.approx(1.0)
+    for n in (1, 3, 6):
+        start = unroll(rnn, inputs, h0, activation)[6 - n]  # h_{T-n}, (B, H)
+        per_example = []
+        for b in range(2):
+
+            def last_state(h: torch.Tensor, b: int = b, n: int = n) -> torch.Tensor:
+                rest = inputs[b : b + 1, 6 - n :]  # the steps after T - n
+                return unroll(rnn, rest, h[None], activation)[-1][0]  # (H,)
+
+            jacobian = torch.autograd.functional.jacobian(last_state, start[b])  # (H, H)
+            per_example.append(torch.linalg.matrix_norm(jacobian, ord=2))
+        assert norms[n].item() == pytest.approx(torch.stack(per_example).mean().item(), rel=1e-9)
+
+
+def test_jacobian_product_norms_of_an_orthogonal_linear_rnn_are_a_to_the_n() -> None:
+    rnn = rnn_with_radius(2, 16, 0.9, generator=generator())
+    norms = jacobian_product_norms(rnn, torch.randn(3, 40, 2, generator=generator(1)), activation="linear")
+    assert torch.allclose(norms, torch.tensor([0.9**n for n in range(41)], dtype=torch.float64), rtol=1e-5)
+
+
+def test_a_non_normal_matrix_can_grow_the_gradient_although_its_radius_is_below_one() -> None:
+    rnn = rnn_with_radius(2, 32, 0.9, kind="gaussian", generator=generator())
+    norms = jacobian_product_norms(rnn, torch.randn(3, 10, 2, generator=generator(1)), activation="linear")
+    assert norms[1] > 1  # |W_h| > 1 > 0.9: one step can stretch some vector
+    assert (norms[1:] > torch.tensor([0.9**n for n in range(1, 11)], dtype=torch.float64)).all()
 
 
 def test_gradient_norms_does_not_leave_gradients_on_the_rnn() -> None:

@@ -11,10 +11,13 @@ from companion import seed_everything
 from companion.forecasting import (
     RNNForecaster,
     autoregression_forecasts,
+    direct_linear_forecasts,
     forecast_errors,
     forecast_loss,
     forecast_windows,
     last_value_forecasts,
+    mean_forecasts,
+    seasonal_naive_forecasts,
 )
 from companion.training import Trainer
 
@@ -38,6 +41,43 @@ def test_windows_start_at_their_origin(length, window, horizon):
 def test_last_value_repeats_the_value_before_the_origin():
     values = np.array([1.0, 2.0, 3.0, 4.0])
     np.testing.assert_array_equal(last_value_forecasts(values, [1, 3], 2), [[1.0, 1.0], [3.0, 3.0]])
+
+
+def test_mean_forecast_is_the_mean_of_the_history_before_the_origin():
+    values = np.array([1.0, 3.0, 5.0, 7.0])
+    np.testing.assert_array_equal(mean_forecasts(values, [2, 4], 3), [[2.0] * 3, [4.0] * 3])
+
+
+@given(st.integers(1, 6), st.integers(1, 14))
+def test_seasonal_naive_repeats_the_last_season(period, horizon):
+    values = np.arange(40.0)
+    origins = [20, 30]
+    forecasts = seasonal_naive_forecasts(values, origins, horizon, period)
+    assert forecasts.shape == (2, horizon)
+    for row, origin in zip(forecasts, origins, strict=True):
+        for step in range(horizon):
+            source = int(row[step])  # values[i] == i: the forecast names the year it copied
+            assert source < origin  # only the history
+            assert (origin + step - source) % period == 0  # the same phase of the season
+            assert origin - source <= period  # of the latest season seen
+
+
+def test_seasonal_naive_of_a_periodic_series_is_exact():
+    values = np.tile([1.0, 5.0, 2.0], 10)
+    origins = [6, 7, 20]
+    expected = np.stack([values[o : o + 4] for o in origins])
+    np.testing.assert_array_equal(seasonal_naive_forecasts(values, origins, 4, 3), expected)
+
+
+def test_direct_linear_forecast_recovers_a_linear_recursion_at_every_step():
+    values = np.zeros(200)
+    values[:2] = [1.0, 0.5]
+    for t in range(2, 200):  # a noiseless AR(2): the direct fit for step i is exact
+        values[t] = 0.3 + 0.9 * values[t - 1] - 0.5 * values[t - 2]
+    origins = [150, 170]
+    forecasts = direct_linear_forecasts(values[:140], values, origins, horizon=4, lags=[1, 2])
+    expected = np.stack([values[o : o + 4] for o in origins])
+    np.testing.assert_allclose(forecasts, expected, atol=1e-8)
 
 
 def test_autoregression_iterates_the_fitted_recursion():
@@ -111,5 +151,13 @@ def test_errors():
         last_value_forecasts(np.arange(4.0), [0, 2], 1)
     with pytest.raises(ValueError, match="origins is empty"):
         last_value_forecasts(np.arange(4.0), [], 1)
+    with pytest.raises(ValueError, match="period must be a positive int, got 0"):
+        seasonal_naive_forecasts(np.arange(10.0), [5], 2, 0)
+    with pytest.raises(ValueError, match="origins must lie between 3 and the series length 10, got 2 to 5"):
+        seasonal_naive_forecasts(np.arange(10.0), [2, 5], 2, 3)
+    with pytest.raises(ValueError, match="lags must be a non-empty list of positive ints"):
+        direct_linear_forecasts(np.arange(10.0), np.arange(10.0), [5], 2, [])
+    with pytest.raises(ValueError, match="too short to fit 3 lags"):
+        direct_linear_forecasts(np.arange(6.0), np.arange(10.0), [5], 2, [1, 2, 3])
     with pytest.raises(ValueError, match=r"forecasts and actual must both be \(origins, horizon\)"):
         forecast_errors(np.zeros((2, 3)), np.zeros((2, 2)))

@@ -108,8 +108,13 @@ def test_generation_past_the_position_table_raises_the_named_error():
     model = gpt()
     prompt = torch.randint(V, (1, 30))
     assert decode(model, prompt, 2, greedy).shape == (1, 32)  # the 32nd token is picked, never read
-    with pytest.raises(PositionTableError, match=r"positions 32 \.\. 32"):
+    # the decoder refuses up front (companion.decoding checks the model's max_length) ...
+    with pytest.raises(ValueError, match="max_length"):
         decode(model, prompt, 3, greedy)
+    # ... and the model itself, read past its table, names the positions asked for
+    state = model(prompt)[1]
+    with pytest.raises(PositionTableError, match=r"positions 30 \.\. 32"):
+        model(torch.randint(V, (1, 3)), state)
     with pytest.raises(PositionTableError, match="max_length=32"):
         model(torch.randint(V, (1, 33)))
 

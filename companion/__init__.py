@@ -6,8 +6,9 @@ Modules, in the order the book uses them: ``device`` and ``reproducibility`` (wh
 their chapters are written: ``recurrent_cells`` and ``language_models`` (Part I), ``seq2seq`` (the encoder-decoder),
 ``decoding`` (greedy, sampling, beam and exact search) and ``translation_task`` (the translation task's data, recipe
 and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attention``, ``attention_seq2seq`` (Chapter
-7: a score in the seq2seq model's attention slot) and ``positions``. The appendices add ``claims`` (the claim boxes
-of the pages, collected) and ``distributed`` (data-parallel training with torch.distributed).
+7: a score in the seq2seq model's attention slot) and ``positions``; Part V's ``transformer`` (the encoder-decoder,
+its layers and the KV cache) and ``pretraining`` (GPT and BERT). The appendices add ``claims`` (the claim boxes of
+the pages, collected) and ``distributed`` (data-parallel training with torch.distributed).
 """
 
 from companion.device import pick_device

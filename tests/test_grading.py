@@ -244,7 +244,7 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [2, 1, 3, 3],
         ),
     ],
-    "ch07-attention-seq2seq": [
+    "ch07-attention": [
         (
             "additive_attention",
             "def additive_attention(query, keys, lengths, W_q, W_k, w_v):\n"

@@ -32,6 +32,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -48,6 +49,7 @@ from companion.translation_task import (
     score_translations,
     train_translator,
     translate,
+    tune_then_repeat,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,13 +117,11 @@ def main() -> None:
     numbers = task()
     runs = []
     for name in args.only or MODELS:
-        first, *others = args.seeds
-        tried = [run(name, first, numbers, lr, args.steps) for lr in args.lrs or LEARNING_RATES[name]]
-        best = min(tried, key=lambda result: result["val_loss"][-1])
-        for result in tried:
-            result["chosen_lr"] = result is best
-        runs += tried + [run(name, seed, numbers, best["lr"], args.steps) | {"chosen_lr": True} for seed in others]
-        for result in runs[-len(tried) - len(others) :]:
+        model_runs = tune_then_repeat(
+            partial(run, name, task=numbers, steps=args.steps), args.lrs or LEARNING_RATES[name], args.seeds
+        )
+        runs += model_runs
+        for result in model_runs:
             by_length = " ".join(f"{b['exact_match']:.2f}" for b in result["by_length"] if b["count"])
             print(
                 f"{name:>9} seed {result['seed']} lr {result['lr']}: {result['parameters']} parameters, exact match "

@@ -31,6 +31,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -48,6 +49,7 @@ from companion.translation_task import (
     score_translations,
     train_translator,
     translate,
+    tune_then_repeat,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,13 +112,9 @@ def main() -> None:
     task = TranslationTask(number_pairs("en", "de"))
     runs = []
     for name in args.only or variants():
-        first, *others = args.seeds
-        tried = [run(name, first, task, lr) for lr in LEARNING_RATES]
-        best = min(tried, key=lambda result: result["val_loss"][-1])
-        for result in tried:
-            result["chosen_lr"] = result is best
-        runs += tried + [run(name, seed, task, best["lr"]) | {"chosen_lr": True} for seed in others]
-        for result in runs[-len(tried) - len(others) :]:
+        variant_runs = tune_then_repeat(partial(run, name, task=task), LEARNING_RATES, args.seeds)
+        runs += variant_runs
+        for result in variant_runs:
             print(
                 f"{name:>28} seed {result['seed']} lr {result['lr']}: exact match {result['exact_match']:.3f}, "
                 f"chrF {result['chrf']:.1f}, token accuracy forced {result['forcing_gap']['teacher_forced']:.3f} / "

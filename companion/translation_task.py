@@ -204,6 +204,23 @@ def train_translator(
     return trainer.fit(train, epochs=recipe.epochs)
 
 
+def tune_then_repeat(
+    run: Callable[..., dict], learning_rates: Sequence[float], seeds: Sequence[int]
+) -> list[dict]:
+    """The sweeps' protocol: every learning rate with the first seed, then the other seeds at the best of them.
+
+    ``run(seed=…, lr=…)`` trains and measures one model and returns its record, with ``val_loss`` per epoch. The rate
+    whose run ends with the lowest validation loss is chosen; every record gets ``chosen_lr`` (True for the chosen
+    run and for the other seeds' runs). Returns the records, the first seed's first.
+    """
+    first, *others = seeds
+    tried = [run(seed=first, lr=lr) for lr in learning_rates]
+    best = min(tried, key=lambda record: record["val_loss"][-1])
+    for record in tried:
+        record["chosen_lr"] = record is best
+    return tried + [run(seed=seed, lr=best["lr"]) | {"chosen_lr": True} for seed in others]
+
+
 def search(
     model: nn.Module,
     task: TranslationTask,

@@ -16,6 +16,7 @@ from companion.translation_task import (
     search,
     train_translator,
     translate,
+    tune_then_repeat,
 )
 
 
@@ -100,3 +101,17 @@ def test_a_short_training_run_learns_and_decoding_agrees(task):
     assert translate(model, task, [s for s, _ in pairs[:5]], beam_size=1) == translate(
         model, task, [s for s, _ in pairs[:5]]
     )
+
+
+def test_the_first_seed_tunes_the_rate_and_the_other_seeds_reuse_it():
+    def run(seed, lr):
+        return {"seed": seed, "lr": lr, "val_loss": [1.0, abs(lr - 0.01)]}
+
+    records = tune_then_repeat(run, [0.003, 0.01, 0.03], [7, 8, 9])
+    assert [(r["seed"], r["lr"], r["chosen_lr"]) for r in records] == [
+        (7, 0.003, False),
+        (7, 0.01, True),
+        (7, 0.03, False),
+        (8, 0.01, True),
+        (9, 0.01, True),
+    ]

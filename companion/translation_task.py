@@ -204,9 +204,7 @@ def train_translator(
     return trainer.fit(train, epochs=recipe.epochs)
 
 
-def tune_then_repeat(
-    run: Callable[..., dict], learning_rates: Sequence[float], seeds: Sequence[int]
-) -> list[dict]:
+def tune_then_repeat(run: Callable[..., dict], learning_rates: Sequence[float], seeds: Sequence[int]) -> list[dict]:
     """The sweeps' protocol: every learning rate with the first seed, then the other seeds at the best of them.
 
     ``run(seed=…, lr=…)`` trains and measures one model and returns its record, with ``val_loss`` per epoch. The rate

@@ -9,6 +9,7 @@ and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attenti
 7: a score in the seq2seq model's attention slot) and ``positions``; Part V's ``transformer`` (the encoder-decoder,
 its layers and the KV cache) and ``pretraining`` (GPT and BERT). The appendices add ``claims`` (the claim boxes of
 the pages, collected) and ``distributed`` (data-parallel training with torch.distributed).
+``translation_task.WordLookup`` is the translation task's cheap baseline (a word-for-word dictionary).
 """
 
 from companion.device import pick_device

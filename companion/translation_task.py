@@ -16,6 +16,7 @@ Sentences are split into characters (``CharTokenizer``): the German number words
 from __future__ import annotations
 
 import itertools
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -304,6 +305,52 @@ def evaluate(
     pairs = task.pairs(split)[:limit]
     outputs = translate(model, task, [source for source, _ in pairs], **search_options)
     return score_translations(outputs, [target for _, target in pairs])
+
+
+@dataclass(frozen=True)
+class WordLookup:
+    """The cheap baseline for translation: a dictionary of words learned from the training pairs, applied word by
+    word in source order (no reordering, no context).
+
+    ``fit`` reads the training pairs whose source and target have the same number of words (split on whitespace,
+    punctuation kept on its word: "vierundzwanzig," is a word) and pairs their words by position; each source word
+    is translated as the target word it was paired with most often (ties: the first seen). A source word never seen
+    so is copied unchanged. On a task whose words map one to one (a list of numbers) this is close to perfect; on
+    one where a word's translation depends on its neighbours or moves ("twenty-four" -> "vierundzwanzig") it fails,
+    and that is its point: what a model does beyond it is what it learned beyond a word list.
+
+    Attributes:
+        table: source word -> target word.
+        aligned_pairs: how many training pairs had equal word counts (the ones the table was learned from).
+    """
+
+    table: dict[str, str]
+    aligned_pairs: int
+
+    @classmethod
+    def fit(cls, pairs: Sequence[tuple[str, str]]) -> WordLookup:
+        """Learn the table from (source, target) sentence pairs; raises if no pair has equal word counts."""
+        counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        aligned = 0
+        for source, target in pairs:
+            source_words, target_words = source.split(), target.split()
+            if len(source_words) == len(target_words):
+                aligned += 1
+                for source_word, target_word in zip(source_words, target_words, strict=True):
+                    counts[source_word][target_word] += 1
+        if not aligned:
+            raise ValueError(
+                f"none of the {len(pairs)} pairs has as many source words as target words; nothing to learn from"
+            )
+        return cls({word: seen.most_common(1)[0][0] for word, seen in counts.items()}, aligned)
+
+    def translate(self, text: str) -> str:
+        """``text`` word by word through the table (unknown words copied), joined by single spaces."""
+        return " ".join(self.table.get(word, word) for word in text.split())
+
+    def __call__(self, texts: Sequence[str]) -> list[str]:
+        """``translate`` for each of ``texts``."""
+        return [self.translate(text) for text in texts]
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from companion.data import number_pairs
+from companion.data import number_list_pairs, number_pairs
 from companion.data.vocab import BOS, EOS
 from companion.seq2seq import Seq2Seq
 from companion.translation_task import (
     Recipe,
     TranslationTask,
+    WordLookup,
     evaluate,
     exact_match_by_length,
     forcing_gap,
@@ -115,3 +116,25 @@ def test_the_first_seed_tunes_the_rate_and_the_other_seeds_reuse_it():
         (8, 0.01, True),
         (9, 0.01, True),
     ]
+
+
+def test_the_word_lookup_translates_word_by_word_in_source_order():
+    pairs = [("one two", "eins zwei"), ("two, one", "zwei, eins"), ("two three", "zwei drei"), ("one and", "eins")]
+    lookup = WordLookup.fit(pairs)
+    assert lookup.aligned_pairs == 3, "the pair with unequal word counts is skipped"
+    assert lookup.translate("three  one two") == "drei eins zwei"
+    assert lookup(["two, four"]) == ["zwei, four"], "an unknown word is copied"
+    assert "and" not in lookup.table
+    assert WordLookup.fit([("a", "x"), ("a", "y"), ("a", "y"), ("b", "z")]).table == {"a": "y", "b": "z"}
+    with pytest.raises(ValueError, match="none of the 1 pairs has as many source words as target words"):
+        WordLookup.fit([("one two", "zwölf")])
+
+
+def test_the_word_lookup_solves_number_lists_but_not_single_numbers():
+    lists = number_list_pairs("de", "digits", count=2000)
+    lookup = WordLookup.fit(lists.train)
+    sources, targets = zip(*lists.test, strict=True)
+    assert score_translations(lookup(sources), targets).exact_match > 0.95
+    numbers = number_pairs("en", "de", high=199)
+    sources, targets = zip(*numbers.test, strict=True)
+    assert score_translations(WordLookup.fit(numbers.train)(sources), targets).exact_match < 0.1

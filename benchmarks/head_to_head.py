@@ -27,26 +27,24 @@ is exactly that harness's is read from its file, not trained again (``"source"``
   The recurrent models are Chapter 5's encoder-decoder (no attention) with each cell; the GRU's rows come from
   ``results/attention_bottleneck.json``, as does its Bahdanau-attention GRU, shown for reference. The Transformer
   is ``companion.transformer.Transformer`` (2 + 2 pre-LN layers, d_model 32). Baseline: a lookup of the training
-  pairs (``companion.translation_task``), when it is there.
+  pairs (``companion.translation_task.WordLookup``: each German word as the numeral it was paired with most often).
 
 Every model has about the parameters of the task's RNN (the counts are in the file) and the same number of updates.
 Training CPU seconds are ``time.process_time`` of one run on one thread (a memory run stops early when it has
 learnt, so its time is what learning took). Inference CPU seconds score a fixed set with the model's weights
-untrained (the cost does not depend on them): the memory test set (2,000 sequences), the 1,024 validation
-windows, the translation test set teacher-forced. The minGRU has two layers (one layer cannot tell the first
-symbol from the distractors: its gates read only the current input).
+untrained (the cost does not depend on them): the memory test set (2,000 sequences at the longest lag), the 1,024
+validation windows, the translation test set teacher-forced. The minGRU has two layers (one layer cannot tell the
+first symbol from the distractors: its gates read only the current input) and trains with its loop, the cheaper of
+its two equal forms on one CPU thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -61,13 +59,13 @@ import gpt_vs_recurrent  # noqa: E402
 import memory_vs_lag  # noqa: E402
 import tiny_gpt  # noqa: E402
 
-from companion import environment_report  # noqa: E402
 from companion import translation_task as translation  # noqa: E402
 from companion.memory import RecallTask, accuracy_on, recall_model  # noqa: E402
 from companion.modern_recurrent import MinGRU  # noqa: E402
 from companion.ngrams import NGramModel  # noqa: E402
 from companion.positions import SinusoidalPositions  # noqa: E402
-from companion.seq2seq import Seq2Seq, count_parameters, teacher_forcing_loss  # noqa: E402
+from companion.reproducibility import ResultsWriter, command_line  # noqa: E402
+from companion.seq2seq import Seq2Seq, teacher_forcing_loss  # noqa: E402
 from companion.training import move_to  # noqa: E402
 from companion.transformer import Transformer, TransformerConfig  # noqa: E402
 
@@ -107,7 +105,9 @@ class EncoderAsRecurrent(nn.Module):
         layer = nn.TransformerEncoderLayer(
             hidden_size, 1, 2 * hidden_size, dropout=0.0, batch_first=True, norm_first=True
         )
-        self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False)
+        self.layers = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False
+        )
 
     def forward(
         self, inputs: torch.Tensor, state: None = None, lengths: torch.Tensor | None = None
@@ -149,7 +149,9 @@ def translator(name: str, task: translation.TranslationTask, seed: int) -> nn.Mo
         return Seq2Seq(task.model_config(embedding_dim=32, hidden_size=hidden, cell=cell))
     config = task.model_config(embedding_dim=32, hidden_size=hidden, num_layers=layers)
     encoder = MinGRU(config.embedding_dim, hidden, num_layers=layers, parallel=MINGRU_PARALLEL)
-    decoder = MinGRU(config.embedding_dim + hidden, hidden, num_layers=layers, parallel=MINGRU_PARALLEL)  # reads the context vector too
+    decoder = MinGRU(
+        config.embedding_dim + hidden, hidden, num_layers=layers, parallel=MINGRU_PARALLEL
+    )  # reads the context vector too
     return Seq2Seq(config, encoder_rnn=encoder, decoder_rnn=decoder)
 
 
@@ -174,11 +176,11 @@ def cpu_seconds(work: callable, repeats: int = 3) -> float:
     return min(times)
 
 
-def inference_seconds(task: str, model: str, device: str) -> float:
+def inference_seconds(task: str, model: str, device: str, lag: int = max(LAGS)) -> float:
     """CPU seconds to score the task's fixed set with ``model``'s untrained weights (see the module docstring)."""
     torch.manual_seed(0)
     if task == "memory":
-        recall = RecallTask(max(LAGS))
+        recall = RecallTask(lag)
         build = (memory_vs_lag.recurrent_builders() | MEMORY_BUILDERS)[model]
         hidden = memory_row_hidden.get(model, 56)
         classifier = recall_model(build, hidden, recall).to(device)
@@ -223,16 +225,16 @@ class Grid:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.path = args, args.out
         saved = json.loads(self.path.read_text()) if args.resume and self.path.exists() else {}
-        self.earlier_cpu = saved.get("cpu_seconds_total", 0.0)
         self.runs: dict[str, dict] = saved.get("runs", {})
-        self.started = time.process_time()
+        # The shared writer records the command, date, environment, threads, CPU seconds (of every invocation that
+        # built the file) and this invocation's load averages.
+        self.writer = ResultsWriter(
+            command_line(__file__, args.argv),
+            device=torch.device(args.device),
+            cpu_seconds_before=saved.get("cpu_seconds_total", 0.0),
+        )
         self.document = {
-            "command": "python benchmarks/head_to_head.py " + " ".join(sys.argv[1:]),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "environment": asdict(environment_report(device=torch.device(args.device))),
-            "threads": torch.get_num_threads(),
             "device": args.device,
-            "load_average_at_start": os.getloadavg(),
             "settings": {
                 "seeds": SEEDS,
                 "lags": args.lags,
@@ -255,17 +257,11 @@ class Grid:
 
     def cpu_total(self) -> float:
         """CPU seconds of every invocation that built this file."""
-        return self.earlier_cpu + time.process_time() - self.started
+        return self.writer.cpu_seconds_total()
 
     def save(self) -> None:
         """Write the file (the runs and every task's table so far)."""
-        self.document |= {
-            "cpu_seconds_total": self.cpu_total(),
-            "load_average_at_end": os.getloadavg(),
-            "runs": self.runs,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.document, indent=1, ensure_ascii=False) + "\n")
+        self.writer.write(self.path, self.document | {"runs": self.runs})
 
 
 def memory_task(grid: Grid) -> dict:
@@ -286,11 +282,15 @@ def memory_task(grid: Grid) -> dict:
             else:
                 row = grid.cached(
                     f"memory/{model}/{lag}",
-                    lambda m=model, r=recall: memory_vs_lag.run_point(m, r, memory_vs_lag.Budget(), harness)
-                    | {"source": "this script"},
+                    lambda m=model, r=recall: (
+                        memory_vs_lag.run_point(m, r, memory_vs_lag.Budget(), harness) | {"source": "this script"}
+                    ),
                 )
             memory_row_hidden[model] = row["hidden_size"]
-            rows.append({key: value for key, value in row.items() if key not in ("tuning", "runs")} | {"model": model})
+            # CPU seconds per reported seed (a run stops once it has learnt); "cpu_seconds" is the point's total.
+            train_cpu = statistics.fmean(run["cpu_seconds"] for run in row["runs"])
+            kept = {key: value for key, value in row.items() if key not in ("tuning", "runs")}
+            rows.append(kept | {"model": model, "train_cpu_seconds": train_cpu})
     return {"rows": rows, "baseline": {"chance": RecallTask(1).chance}}
 
 
@@ -389,10 +389,20 @@ def translation_task(grid: Grid) -> dict:
     return {"rows": rows, "baseline": lookup_baseline(numbers)}
 
 
-def lookup_baseline(numbers: translation.TranslationTask) -> dict | None:
-    """The translation task's lookup baseline (``companion.translation_task``), or None where it is not there yet."""
-    lookup = getattr(translation, "lookup_baseline", None)
-    return None if lookup is None else lookup(numbers)
+def lookup_baseline(numbers: translation.TranslationTask) -> dict:
+    """The translation task's cheap baseline: ``WordLookup`` learned from the training pairs, scored on the test set."""
+    start = time.process_time()
+    lookup = translation.WordLookup.fit(numbers.pairs("train"))
+    pairs = numbers.pairs("test")
+    scores = translation.score_translations(lookup([source for source, _ in pairs]), [target for _, target in pairs])
+    return {
+        "word_lookup": {
+            "exact_match": scores.exact_match,
+            "chrf": scores.chrf,
+            "aligned_pairs": lookup.aligned_pairs,
+            "cpu_seconds": time.process_time() - start,
+        }
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -405,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--resume", action="store_true", help="keep the runs --out already holds; do the rest")
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     torch.set_num_threads(1)
     grid = Grid(args)
     for name, compute in (("memory", memory_task), ("lm", lm_task), ("translation", translation_task)):
@@ -414,15 +425,19 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.tasks:
         for model in args.models:
             key = f"inference/{name}/{model}"
-            seconds = grid.cached(key, lambda n=name, m=model: {"cpu_seconds": inference_seconds(n, m, args.device)})
+            seconds = grid.cached(
+                key, lambda n=name, m=model: {"cpu_seconds": inference_seconds(n, m, args.device, max(args.lags))}
+            )
             for row in grid.document["tasks"][name]["rows"]:
                 if row["model"] == model:
                     row["inference_cpu_seconds"] = seconds["cpu_seconds"]
     grid.save()
     for name in args.tasks:
         for row in grid.document["tasks"][name]["rows"]:
-            print(f"{name:11} {row['model']:13} {row.get('lag', ''):>4} mean {row['mean']:.3f} [{row['min']:.3f}, "
-                  f"{row['max']:.3f}] {row['parameters']:,} parameters")
+            print(
+                f"{name:11} {row['model']:13} {row.get('lag', ''):>4} mean {row['mean']:.3f} [{row['min']:.3f}, "
+                f"{row['max']:.3f}] {row['parameters']:,} parameters"
+            )
     print(f"wrote {args.out} ({grid.cpu_total():.0f} CPU s in all)")
 
 

@@ -74,3 +74,9 @@ def test_a_slice_runs_writes_the_metadata_and_resumes(grid, tmp_path, monkeypatc
     monkeypatch.setattr(grid.memory_vs_lag, "run_point", lambda *args: pytest.fail("trained again"))
     grid.main(["--tasks", "memory", "--lags", "5", "--models", "gru", "mingru", "--out", str(out), "--resume"])
     assert json.loads(out.read_text())["tasks"]["memory"]["rows"] == written["tasks"]["memory"]["rows"]
+
+
+def test_the_rate_grid_widens_past_an_edge_that_holds_the_best(grid):
+    assert grid.widened((1, 2, 4), lambda lr: abs(lr - 2), factor=2) == [1, 2, 4]
+    assert grid.widened((1, 2, 4), lambda lr: abs(lr - 10), factor=2) == [1, 2, 4, 8, 16]
+    assert grid.widened((1, 2, 4), lambda lr: lr, factor=2) == [0.125, 0.25, 0.5, 1, 2, 4]  # at most three steps

@@ -189,7 +189,8 @@ def linear_attention_recurrent(
     S = keys.new_zeros(batch, key_size, values.shape[-1])  # (B, Dk, Dv)
     z = keys.new_zeros(batch, key_size)  # (B, Dk)
     outputs = []
-    for q, k, v in zip(elu_feature_map(queries).unbind(1), elu_feature_map(keys).unbind(1), values.unbind(1)):
+    steps = zip(elu_feature_map(queries).unbind(1), elu_feature_map(keys).unbind(1), values.unbind(1), strict=True)
+    for q, k, v in steps:
         # Add this step's key-value outer product to the memory, and its key to the normaliser.
         S = S + k[:, :, None] * v[:, None, :]  # (B, Dk, Dv)
         z = z + k  # (B, Dk)

@@ -85,7 +85,8 @@ def test_padding_never_changes_the_real_steps(lengths, layers, parallel):
     x = torch.randn(len(lengths), time, 3)
     h0 = torch.randn(layers, len(lengths), 5)
     outputs, state = layer(x, h0, lengths=torch.tensor(lengths))
-    assert outputs.shape == (len(lengths), time, 5) and state.shape == (layers, len(lengths), 5)
+    assert outputs.shape == (len(lengths), time, 5)
+    assert state.shape == (layers, len(lengths), 5)
     for b, length in enumerate(lengths):
         alone, alone_state = layer(x[b : b + 1, :length], h0[:, b : b + 1])
         torch.testing.assert_close(outputs[b, :length], alone[0], **TOL)
@@ -106,7 +107,8 @@ def test_a_state_carries_on_a_sequence():
 def test_it_plugs_into_the_course_models():
     layer = MinGRU(10, 6, num_layers=2)
     outputs, state = run_recurrent(layer, torch.randn(2, 4, 10), None, torch.tensor([4, 2]))
-    assert outputs.shape == (2, 4, 6) and state.shape == (2, 2, 6)
+    assert outputs.shape == (2, 4, 6)
+    assert state.shape == (2, 2, 6)
     logits, _ = RNNLanguageModel(10, recurrent=layer)(torch.randint(10, (2, 4)))
     assert logits.shape == (2, 4, 10)
     assert SequenceClassifier(layer, 10, 8)(torch.randint(10, (3, 5))).shape == (3, 8)

@@ -36,6 +36,10 @@ untrained (the cost does not depend on them): the memory test set (2,000 sequenc
 validation windows, the translation test set teacher-forced. The minGRU has two layers (one layer cannot tell the
 first symbol from the distractors: its gates read only the current input) and trains with its loop, the cheaper of
 its two equal forms on one CPU thread.
+
+``--device cuda`` moves every harness's models and batches to the GPU. It has not been run (no GPU was lent while
+this script was written), and its times would still be ``time.process_time``, the host's CPU seconds, not GPU wall
+time: a GPU row needs its own timer (``torch.cuda.synchronize`` around a wall clock) before its times mean anything.
 """
 
 from __future__ import annotations

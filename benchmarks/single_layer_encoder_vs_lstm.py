@@ -4,7 +4,7 @@ be weaker than a single-layer LSTM".
 
 Run it from the repository root::
 
-    nice -n 10 .venv/bin/python benchmarks/single_layer_encoder_vs_lstm.py     # the committed results (~3 CPU min)
+    nice -n 10 .venv/bin/python benchmarks/single_layer_encoder_vs_lstm.py     # the committed results (~2.5 CPU min)
     .venv/bin/python benchmarks/single_layer_encoder_vs_lstm.py --steps 50 --seeds 0 --out /tmp/s.json   # smoke
 
 What is measured, for each task, model and seed: accuracy on 2,000 test sequences (and on those of them in the
@@ -18,7 +18,7 @@ The tasks (``Task``), generated from a seeded ``torch.Generator``, sequences of 
   one soft-attention layer can only average, which Hahn (2020) shows cannot follow parity as the length grows.
 * ``membership``: 4 to 12 symbols (``MEMBERSHIP_SYMBOLS``) drawn from an alphabet of 16 (with replacement), then a
   query token naming one symbol of the alphabet (a token of its own, distinct from the symbol's); the class says
-  whether the symbol occurs in the string, half the sequences yes, half no. Attention can look the query up in one
+  whether the symbol occurs in the string (yes or no with equal chance). Attention can look the query up in one
   step; an LSTM has to hold the set of symbols seen so far.
 
 Chance is 50 % on both. The models (``build``): ``encoder``, a token embedding plus the sinusoidal positions of

@@ -68,7 +68,7 @@ def build_model(config: DataParallelConfig) -> RNNLanguageModel:
     return RNNLanguageModel(256, config.hidden_size, embedding_dim=config.embedding_dim)
 
 
-# rank_loader, train and main are shown on the scaling-out page: keep their lines within 80 characters.
+# rank_loader, train and main are shown on the scaling-out page: keep their lines within its 78-character code column.
 def rank_loader(
     dataset: TensorDataset,
     config: DataParallelConfig,
@@ -106,7 +106,7 @@ def train(
     rank: int = 0,
     device: str = "cpu",
 ) -> nn.Module:
-    """The loop every rank runs; returns the trained model (unwrapped from DDP).
+    """The loop every rank runs; returns the model, unwrapped from DDP.
 
     With ``world_size > 1`` the process group must be initialised first
     (:func:`main`, :func:`run_data_parallel`).
@@ -118,7 +118,8 @@ def train(
         device_ids = [device] if device != "cpu" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    loader = rank_loader(language_model_data(config), config, world_size, rank)
+    data = language_model_data(config)
+    loader = rank_loader(data, config, world_size, rank)
     step, epoch = 0, 0
     while step < config.steps:
         # A new shuffle each epoch, the same on every rank.
@@ -133,7 +134,8 @@ def train(
             if step == config.steps:
                 break
         epoch += 1
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    wrapped = isinstance(model, DistributedDataParallel)
+    return model.module if wrapped else model
 
 
 def max_weight_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:

@@ -1,6 +1,7 @@
 """companion: the tested code that the chapters of "From RNN to Transformer" import.
 
-Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made),
+Modules, in the order the book uses them: ``device`` and ``reproducibility`` (where and how a result was made, and the
+benchmarks' results files written and read with the same metadata),
 ``data`` (tokens, corpora, translation pairs, time series, synthetic tasks, batching), ``training`` (the Trainer),
 ``metrics`` (accuracy, perplexity, exact match, sacreBLEU's BLEU and chrF) and ``plotting``. Model modules join as
 their chapters are written: ``recurrent_cells`` and ``language_models`` (Part I), ``seq2seq`` (the encoder-decoder),

@@ -68,35 +68,65 @@ def build_model(config: DataParallelConfig) -> RNNLanguageModel:
     return RNNLanguageModel(256, config.hidden_size, embedding_dim=config.embedding_dim)
 
 
-def rank_loader(dataset: TensorDataset, config: DataParallelConfig, world_size: int, rank: int) -> DataLoader:
-    """This rank's share of every batch: ``batch_size // world_size`` windows, dealt out by a DistributedSampler.
+# rank_loader, train and main are shown on the scaling-out page: keep their lines within its 78-character code column.
+def rank_loader(
+    dataset: TensorDataset,
+    config: DataParallelConfig,
+    world_size: int,
+    rank: int,
+) -> DataLoader:
+    """This rank's share of every batch: ``batch_size // world_size`` windows.
 
-    All ranks shuffle with the same seed and epoch, so their shares never overlap and together make the batch that
+    A DistributedSampler deals them out. All ranks shuffle with the same seed
+    and epoch, so their shares never overlap and together make the batch that
     one process (``world_size=1``) would read.
     """
     if config.batch_size % world_size:
-        raise ValueError(f"batch_size={config.batch_size} must be a multiple of world_size={world_size}")
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed)
-    return DataLoader(dataset, batch_size=config.batch_size // world_size, sampler=sampler, drop_last=True)
+        multiple = f"a multiple of world_size={world_size}"
+        raise ValueError(f"batch_size={config.batch_size} must be {multiple}")
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=config.seed,
+    )
+    share = config.batch_size // world_size
+    return DataLoader(
+        dataset,
+        batch_size=share,
+        sampler=sampler,
+        drop_last=True,
+    )
 
 
-def train(config: DataParallelConfig, world_size: int = 1, rank: int = 0, device: str = "cpu") -> nn.Module:
-    """The training loop every rank runs; returns the trained model (unwrapped from DDP).
+def train(
+    config: DataParallelConfig,
+    world_size: int = 1,
+    rank: int = 0,
+    device: str = "cpu",
+) -> nn.Module:
+    """The loop every rank runs; returns the model, unwrapped from DDP.
 
-    With ``world_size > 1`` the process group must be initialised first (:func:`main`, :func:`run_data_parallel`).
+    With ``world_size > 1`` the process group must be initialised first
+    (:func:`main`, :func:`run_data_parallel`).
     """
     model = build_model(config).to(device)
     if world_size > 1:
-        # Wrapping broadcasts rank 0's weights and hooks an all-reduce of the gradients into backward().
-        model = DistributedDataParallel(model, device_ids=[device] if device != "cpu" else None)
+        # Wrapping broadcasts rank 0's weights and hooks an all-reduce of the
+        # gradients into backward().
+        device_ids = [device] if device != "cpu" else None
+        model = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    loader = rank_loader(language_model_data(config), config, world_size, rank)
+    data = language_model_data(config)
+    loader = rank_loader(data, config, world_size, rank)
     step, epoch = 0, 0
     while step < config.steps:
         # A new shuffle each epoch, the same on every rank.
         loader.sampler.set_epoch(epoch)
         for inputs, targets in loader:
-            loss = next_token_loss(model, (inputs.to(device), targets.to(device)))
+            batch = (inputs.to(device), targets.to(device))
+            loss = next_token_loss(model, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -104,7 +134,8 @@ def train(config: DataParallelConfig, world_size: int = 1, rank: int = 0, device
             if step == config.steps:
                 break
         epoch += 1
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    wrapped = isinstance(model, DistributedDataParallel)
+    return model.module if wrapped else model
 
 
 def max_weight_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:
@@ -140,17 +171,25 @@ def run_data_parallel(config: DataParallelConfig, world_size: int = 2) -> list[d
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The script torchrun starts on every rank: train with DDP, then rank 0 trains one process on the combined
-    batch and prints how far the two sets of weights are apart.
+    """The script torchrun starts on every rank: train with DDP, then rank 0
+    trains one process on the combined batch and prints how far the two sets
+    of weights are apart.
 
-    NCCL on one GPU per rank when CUDA is there, gloo on the CPU otherwise. Options: ``--steps``, ``--batch-size``.
+    NCCL on one GPU per rank when CUDA is there, gloo on the CPU otherwise.
+    Options: ``--steps``, ``--batch-size``.
     """
+    defaults = DataParallelConfig()
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--steps", type=int, default=DataParallelConfig.steps)
-    parser.add_argument("--batch-size", type=int, default=DataParallelConfig.batch_size)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     arguments = parser.parse_args(argv)
-    config = dataclasses.replace(DataParallelConfig(), steps=arguments.steps, batch_size=arguments.batch_size)
-    # torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for each process it starts.
+    config = dataclasses.replace(
+        defaults,
+        steps=arguments.steps,
+        batch_size=arguments.batch_size,
+    )
+    # torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+    # for each process it starts.
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -163,10 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         model = train(config, world_size, rank, device)
         if rank == 0:
             alone = train(config, 1, 0, device)
-            difference = max_weight_difference(model.state_dict(), alone.state_dict())
-            backend = dist.get_backend()
-            print(f"{world_size} ranks ({backend}), {config.steps} steps of {config.batch_size} windows")
-            print(f"largest weight difference from one process on the combined batch: {difference:.1e}")
+            difference = max_weight_difference(
+                model.state_dict(),
+                alone.state_dict(),
+            )
+            ranks = f"{world_size} ranks ({dist.get_backend()})"
+            steps = f"{config.steps} steps of {config.batch_size} windows"
+            print(f"{ranks}, {steps}")
+            gap = f"one process on the combined batch: {difference:.1e}"
+            print(f"largest weight difference from {gap}")
     finally:
         dist.destroy_process_group()
 

@@ -6,6 +6,7 @@ used are taken from its results file; each run prints a line)::
 
     .venv/bin/python benchmarks/transformer_vs_attention_rnn.py     # writes benchmarks/results/transformer_vs_...json
     .venv/bin/python benchmarks/transformer_vs_attention_rnn.py --only transformer --seeds 0 --lrs 0.003  # printed
+    .venv/bin/python benchmarks/transformer_vs_attention_rnn.py --resume   # keeps the runs the file already holds
 
 The task is ``companion.data.number_list_pairs("de", "digits")``: lists of 1 to 8 numbers (0-99) in German words
 to numerals ("vierundzwanzig, sieben" -> "24, 7"), character by character, split by value (Chapter 7's
@@ -138,6 +139,19 @@ def run_rnn(seed: int, task: TranslationTask, lr: float, steps: int, committed: 
     return chapter7().run("bahdanau", seed, task, lr, steps)
 
 
+def resumed(runner: Callable[..., dict], name: str, earlier: list[dict]) -> Callable[..., dict]:
+    """``runner(seed=…, lr=…)``, except that a run of model ``name`` which ``earlier`` records (an unfinished
+    results file of this script) is taken from there."""
+
+    def run(seed: int, lr: float) -> dict:
+        for record in earlier:
+            if (record["model"], record["seed"], record["lr"]) == (name, seed, lr):
+                return {key: value for key, value in record.items() if key != "chosen_lr"}
+        return runner(seed=seed, lr=lr)
+
+    return run
+
+
 def lookup_baseline(task: TranslationTask) -> dict:
     """The word-lookup baseline learned from the training pairs and scored on the test pairs."""
     start = time.process_time()
@@ -165,6 +179,7 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="*", type=float, help="tried with the first seed (default: LEARNING_RATES)")
     parser.add_argument("--steps", type=int, default=CHAPTER5_RECIPE.steps)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (with --only: not written)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs that --out already holds")
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
     started, load_at_start = time.process_time(), os.getloadavg()
@@ -174,6 +189,12 @@ def main() -> None:
         "transformer": partial(run_transformer, task=numbers, steps=args.steps),
         "bahdanau": partial(run_rnn, task=numbers, steps=args.steps, committed=committed),
     }
+    previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {"runs": []}
+    earlier = [record for record in previous["runs"] if record["steps"] == args.steps]
+    # A resumed sweep's CPU time and start are those of all its sessions.
+    earlier_cpu = previous.get("cpu_seconds_total", 0.0) if earlier else 0.0
+    load_at_start = previous.get("load_average_at_start", load_at_start) if earlier else load_at_start
+    runners = {name: resumed(runner, name, earlier) for name, runner in runners.items()}
     baseline = lookup_baseline(numbers)
     print(f"word lookup: exact match {baseline['exact_match']:.3f}, chrF {baseline['chrf']:.1f}", flush=True)
     document = {
@@ -203,7 +224,7 @@ def main() -> None:
                 f"{record['cpu_seconds']:.0f} CPU s{source}",
                 flush=True,
             )
-        document["cpu_seconds_total"] = round(time.process_time() - started, 1)
+        document["cpu_seconds_total"] = round(earlier_cpu + time.process_time() - started, 1)
         document["load_average_at_end"] = os.getloadavg()
         if not args.only:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -180,6 +180,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=CHAPTER5_RECIPE.steps)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (with --only: not written)")
     parser.add_argument("--resume", action="store_true", help="keep the runs that --out already holds")
+    parser.add_argument(
+        "--longer",
+        type=int,
+        nargs="*",
+        default=[],
+        help="then train the Transformer of the first seed, at its "
+        "chosen rate, for these numbers of steps too (recorded under 'longer')",
+    )
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
     started, load_at_start = time.process_time(), os.getloadavg()
@@ -213,10 +221,11 @@ def main() -> None:
         "runs": [],
     }
 
-    def save(record: dict | None = None) -> dict | None:
+    def save(record: dict | None = None, keep: bool = True) -> dict | None:
         # After every run, everything so far: a sweep cut short keeps what it measured.
         if record is not None:
-            document["runs"].append(record)
+            if keep:
+                document["runs"].append(record)
             source = f" (from {record['from']})" if "from" in record else ""
             print(
                 f"{record['model']:>11} seed {record['seed']} lr {record['lr']}: {record['parameters']} parameters, "
@@ -239,6 +248,13 @@ def main() -> None:
 
         # tune_then_repeat marks the chosen rate on the records it returns (some of them copies of the saved ones).
         document["runs"][first:] = tune_then_repeat(recorded, args.lrs or LEARNING_RATES[name], args.seeds)
+    chosen = [r for r in document["runs"] if r["model"] == "transformer" and r["chosen_lr"]]
+    document["longer"] = [r for r in previous.get("longer", []) if r["steps"] not in args.longer]
+    for steps in args.longer if chosen else []:
+        print(f"the Transformer for {steps} steps:", end=" ", flush=True)
+        document["longer"].append(
+            save(run_transformer(seed=chosen[0]["seed"], task=numbers, lr=chosen[0]["lr"], steps=steps), keep=False)
+        )
     document["complete"] = True
     save()
     if not args.only:

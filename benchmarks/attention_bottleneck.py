@@ -29,7 +29,7 @@ thread). The file holds the environment report.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import asdict
 from functools import partial
@@ -40,7 +40,7 @@ import torch
 from companion.attention_seq2seq import attention_seq2seq
 from companion.data import number_list_pairs
 from companion.device import small_model_threads
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.seq2seq import Seq2Seq, count_parameters
 from companion.translation_task import (
     CHAPTER5_RECIPE,
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (with --only: not written)")
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:]), device=torch.device("cpu"))
     numbers = task()
     runs = []
     for name in args.only or MODELS:
@@ -130,16 +131,10 @@ def main() -> None:
             )
     if args.only:
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "command": "python benchmarks/attention_bottleneck.py",
-        "environment": str(environment_report(device=torch.device("cpu"))),
-        "threads": torch.get_num_threads(),
-        "recipe": asdict(CHAPTER5_RECIPE.scaled(steps=args.steps)),
-        "length_edges": LENGTH_EDGES,
-        "runs": runs,
-    }
-    args.out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    writer.write(
+        args.out,
+        {"recipe": asdict(CHAPTER5_RECIPE.scaled(steps=args.steps)), "length_edges": LENGTH_EDGES, "runs": runs},
+    )
     print(f"wrote {args.out.relative_to(ROOT)}")
 
 

@@ -27,15 +27,15 @@ for each layer and n:
 * memory: the bytes of the tensors that autograd saves for the backward pass (``saved_tensors_hooks``), which is
   what training keeps per layer; exact and independent of the load.
 
-``--json PATH`` writes the points, the set-up, the environment report and the load average before and after.
+``--json PATH`` writes the points and the set-up, after the metadata every results file carries
+(``companion.reproducibility.RESULTS_METADATA``: command, date, environment report, threads, CPU seconds, load
+averages).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -46,8 +46,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import companion
 from companion.attention import MultiHeadAttention
+from companion.reproducibility import ResultsWriter, command_line
 
 LAYERS = ("attention (scratch)", "attention (fused)", "RNN", "LSTM")
 LENGTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -215,17 +215,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     setup = Setup(**{name: getattr(args, name) for name in asdict(Setup())})
-    load_before, cpu_start = os.getloadavg(), time.process_time()
+    command = command_line(__file__, sys.argv[1:] if argv is None else argv)
+    writer = ResultsWriter(command, seed=setup.seed, device=torch.device("cpu"))
     points = sweep(args.lengths, setup)
-    results = {
-        "setup": asdict(setup),
-        "points": [asdict(point) for point in points],
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "cpu_seconds": time.process_time() - cpu_start,
-        "environment": str(companion.environment_report(seed=setup.seed, device=torch.device("cpu"))),
-        "command": "benchmarks/attention_vs_rnn.py " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
+    results = {"setup": asdict(setup), "points": [asdict(point) for point in points]}
     print(format_table(points))
     for attention in ("attention (scratch)", "attention (fused)"):
         for rnn in ("RNN", "LSTM"):
@@ -233,10 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             _, theirs = series(points, rnn, "cpu_s")
             at = crossover(lengths, ours, theirs[: len(ours)])
             print(f"{attention} slower than {rnn} from n = {'never' if at is None else f'{at:.0f}'}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
-    return results
+    return writer.write(args.json, results) if args.json else writer.document(results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ whether it is short or empty.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +30,7 @@ import torch
 from companion.data import number_pairs
 from companion.decoding import exact_search, sequence_log_probs
 from companion.device import small_model_threads
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.seq2seq import Seq2Seq
 from companion.translation_task import (
     CHAPTER5_MODEL,
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:]), device=torch.device("cpu"))
     task = TranslationTask(number_pairs("en", "de"))
     runs = []
     for seed in args.seeds:
@@ -162,11 +163,7 @@ def main() -> None:
             )
     if args.seeds != list(SEEDS):
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "command": "python benchmarks/beam_sweep.py",
-        "environment": str(environment_report(device=torch.device("cpu"))),
-        "threads": torch.get_num_threads(),
         "recipe": asdict(CHAPTER5_RECIPE),
         "model": CHAPTER5_MODEL,
         "models": {name: {"changes": changes, "recipe": asdict(recipe)} for name, (changes, recipe) in MODELS.items()},
@@ -174,7 +171,7 @@ def main() -> None:
         "alphas": ALPHAS,
         "runs": runs,
     }
-    args.out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    writer.write(args.out, document)
     print(f"wrote {args.out.relative_to(ROOT)}")
 
 

@@ -19,11 +19,9 @@ environment report.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,6 +35,7 @@ from companion.data import CharTokenizer, Vocab, load_corpus, next_token_pairs  
 from companion.device import small_model_threads  # noqa: E402
 from companion.language_models import RNNLanguageModel, next_token_loss  # noqa: E402
 from companion.memory import hidden_size_for, parameter_count  # noqa: E402
+from companion.reproducibility import ResultsWriter, command_line  # noqa: E402
 from companion.training import Trainer, loss_on  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "char_lm_gated.json"
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     threads = small_model_threads(device)
-    start = time.process_time()
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:] if argv is None else argv), device=device)
     data = character_data()
     sizes = equal_sizes(data["vocab_size"])
     grid = {}
@@ -109,18 +108,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{kind:4} hidden {hidden:3} lr {lr:<6}: perplexity {grid[kind][str(lr)]['perplexity']:.3f}")
     best = {kind: float(min(runs, key=lambda lr: runs[lr]["perplexity"])) for kind, runs in grid.items()}
     results = {
-        "command": "python benchmarks/char_lm_gated.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": {"lrs": args.lrs, "tuning_seed": args.seed, "threads": threads, "steps": EPOCHS * STEPS_PER_EPOCH},
-        "environment": asdict(companion.environment_report(device=device)),
         "hidden_sizes": sizes,
         "parameters": {kind: parameter_count(language_model(kind, data["vocab_size"], h)) for kind, h in sizes.items()},
         "grid": grid,
         "best_lr": best,
-        "cpu_seconds": time.process_time() - start,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"best learning rates: {best}; {results['cpu_seconds']:.0f} CPU seconds")
+    written = writer.write(args.out, results)
+    print(f"best learning rates: {best}; {written['cpu_seconds_total']:.0f} CPU seconds")
 
 
 if __name__ == "__main__":

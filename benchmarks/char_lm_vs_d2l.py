@@ -31,7 +31,8 @@ What is measured, each side in its own fresh Python process (so neither inherits
   ``fit`` through ``/proc/self/clear_refs``; elsewhere RSS is sampled every millisecond with psutil).
 
 With ``--repeats N`` each side runs N times, alternating, and the table shows the median speed (perplexity does not
-change between repeats: the runs are deterministic). ``--json PATH`` also writes the results.
+change between repeats: the runs are deterministic). ``--json PATH`` also writes the results, after the metadata
+every results file carries (``companion.reproducibility.ResultsWriter``).
 """
 
 from __future__ import annotations
@@ -486,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     if args.worker:
         worker(args.worker, args.data, args.out, args.threads)
         return []
+    from companion.reproducibility import ResultsWriter, command_line
+
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:] if argv is None else argv))
     preset = asdict(defaults) | (LARGE if args.large else {})
     given = {name: value for name, value in vars(args).items() if name in preset and value is not None}
     budget = Budget(**(preset | given))
@@ -493,8 +497,22 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     results = run(budget, sides, args.repeats, args.threads)
     print(format_table(results, budget, args.repeats))
     if args.json:
-        args.json.write_text(json.dumps([asdict(result) for result in results], indent=2))
+        writer.write(args.json, results_document(results, budget, writer.environment))
     return results
+
+
+def results_document(results: Sequence[Result], budget: Budget, environment: dict) -> dict:
+    """What ``--json`` writes after the metadata: the budget, the device, each side's perplexity and every Result.
+
+    ``runs`` has the shape of ``results/char_lm_vs_d2l_large.json``, which Chapter 1 reads (one entry per learning
+    rate: merge two files' ``runs`` to compare rates).
+    """
+    return {
+        "budget": asdict(budget),
+        "device": f"{environment['device']} ({environment['device_name']})",
+        "runs": [{"lr": budget.lr, "val_perplexity": {r.side: round(r.val_perplexity, 3) for r in results}}],
+        "results": [asdict(result) for result in results],
+    }
 
 
 if __name__ == "__main__":

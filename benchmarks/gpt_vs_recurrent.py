@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -43,7 +41,7 @@ from tiny_gpt import build, part_one_data, perplexity
 
 from companion.data import next_token_pairs
 from companion.language_models import next_token_loss
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.training import Trainer
 
 RESULTS = Path(__file__).parent / "results" / "gpt_vs_recurrent.json"
@@ -131,28 +129,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--resume", action="store_true", help="keep the runs --out already holds; train the rest")
     args = parser.parse_args()
-    done = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
+    saved = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
+    done = saved.get("rows", [])
     torch.set_num_threads(1)
+    # the CPU seconds count the invocations this one resumes; the load averages are this invocation's
+    writer = ResultsWriter(
+        command_line(__file__, sys.argv[1:]),
+        seed=args.seeds[0],
+        device=torch.device("cpu"),
+        cpu_seconds_before=saved.get("cpu_seconds_total", 0.0),
+    )
     results = {
         "settings": {"steps": args.steps, "window": WINDOW, "batch_size": BATCH_SIZE, "val_windows": VAL_WINDOWS},
-        "environment": asdict(environment_report(seed=args.seeds[0], device=torch.device("cpu"))),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),  # of this invocation; a resumed run keeps earlier rows as they were
         "rows": [],
     }
-    started = time.process_time()
 
     def record(size: str, lr: float, seed: int) -> None:
         key = (size, lr, seed, args.steps)
         earlier = [r for r in done if (r["size"], r["lr"], r["seed"], r["steps"]) == key]
         row = earlier[0] if earlier else train(size, lr, seed, args.steps)
         results["rows"].append(row)
-        results["load_average_at_end"] = os.getloadavg()
-        results["cpu_seconds_total"] = time.process_time() - started
         # Until the run ends, the file also keeps the earlier runs not reached yet: a run cut short loses none.
         waiting = [r for r in done if r not in results["rows"]]
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results | {"rows": results["rows"] + waiting}, indent=1) + "\n")
+        writer.write(args.out, results | {"rows": results["rows"] + waiting})
         print(
             f"{row['size']:>7} lr {row['lr']:g} seed {row['seed']}: perplexity {row['val_perplexity']:.3f} "
             f"({row['train_cpu_seconds']:.1f} CPU s)",
@@ -167,7 +166,7 @@ def main() -> None:
     for seed in others:
         for size, lr in results["tuned_lrs"].items():
             record(size, lr, seed)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    writer.write(args.out, results)
     print(summary(results))
     print(f"wrote {args.out}")
 

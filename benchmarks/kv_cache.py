@@ -23,9 +23,8 @@ cache, which grows with t but is small at these sizes): the ratio grows about li
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ import torch
 
 from companion.decoding import decode
 from companion.pretraining import GPT, LanguageModelConfig
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.transformer import NoCache
 
 RESULTS = Path(__file__).parent / "results" / "kv_cache.json"
@@ -141,14 +140,13 @@ def measure(model: GPT, prompt: torch.Tensor, new_tokens: int, repeats: int) -> 
 
 
 def run(settings: Settings, device: torch.device, threads: int = 1, log: Callable[[str], object] = print) -> dict:
-    """Every length of ``settings``; a dict ready for JSON, with the environment report and load averages."""
+    """Every length of ``settings``: the settings, the model's parameter count and one row per length."""
     if device.type == "cpu":
         torch.set_num_threads(threads)
     model = settings.model(device)
     prompt = torch.randint(
         settings.vocab_size, (settings.batch_size, settings.prompt_length), generator=torch.Generator().manual_seed(0)
     ).to(device)
-    load = os.getloadavg()
     rows = []
     for length in settings.lengths:
         rows.append(measure(model, prompt, length, settings.repeats))
@@ -156,10 +154,6 @@ def run(settings: Settings, device: torch.device, threads: int = 1, log: Callabl
     return {
         "settings": asdict(settings),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "environment": asdict(environment_report(seed=settings.seed, device=device)),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": load,
-        "load_average_at_end": os.getloadavg(),
         "rows": [asdict(row) for row in rows],
     }
 
@@ -189,11 +183,11 @@ def main() -> None:
     changes = {"lengths": tuple(args.lengths) if args.lengths else None, "repeats": args.repeats}
     changes["batch_size"] = args.batch_size
     settings = Settings(**(asdict(settings) | {key: value for key, value in changes.items() if value is not None}))
+    device = torch.device(args.device)
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:]), seed=settings.seed, device=device)
     print(HEADER)
-    results = run(settings, torch.device(args.device), args.threads, log=lambda line: print(line, flush=True))
+    results = writer.write(args.out, run(settings, device, args.threads, log=lambda line: print(line, flush=True)))
     print(f"load average {results['load_average_at_start']} -> {results['load_average_at_end']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -50,7 +50,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the companion
 
-from companion import environment_report  # noqa: E402
 from companion.device import small_model_threads  # noqa: E402
 from companion.memory import (  # noqa: E402
     Budget,
@@ -60,6 +59,7 @@ from companion.memory import (  # noqa: E402
     recall_point,
     recurrent_builders,
 )
+from companion.reproducibility import ResultsWriter, command_line  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "memory_vs_lag.json"
 MODELS = ("rnn", "lstm", "lstm-forget1", "lstm-chrono", "gru")
@@ -172,14 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     previous_cpu, earlier_runs, earlier_config = 0.0, [], {}
     if args.resume and args.out.exists():
         saved = json.loads(args.out.read_text())
-        rows, previous_cpu, earlier_config = saved["rows"], saved["cpu_seconds"], saved["config"]
+        rows, previous_cpu, earlier_config = saved["rows"], saved["cpu_seconds_total"], saved["config"]
         earlier_runs = saved.get("runs") or [
-            {"command": saved["command"], "stopped": saved["stopped"], "cpu_seconds": saved["cpu_seconds"]}
+            {"command": saved["command"], "stopped": saved["stopped"], "cpu_seconds": saved["cpu_seconds_total"]}
         ]
     done = {(row["task"], row["model"], row["lag"]): row for row in rows}
-    start_cpu, start_wall = time.process_time(), time.time()
-    report = environment_report(device=device)
-    command = "python benchmarks/memory_vs_lag.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    start_wall = time.time()
+    command = command_line(__file__, sys.argv[1:] if argv is None else argv)
+    writer = ResultsWriter(command, device=device, cpu_seconds_before=previous_cpu)
     stopped = "all lags run"
 
     def union(key: str, values: list) -> list:
@@ -191,10 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         return sorted(merged, key=lambda value: (order.index(value) if value in order else len(order), value))
 
     def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        this_run = {"command": command.strip(), "stopped": stopped, "cpu_seconds": time.process_time() - start_cpu}
+        this_run = {"command": command, "stopped": stopped, "cpu_seconds": writer.cpu_seconds_total() - previous_cpu}
         results = {
-            "command": command.strip(),
             "runs": [*earlier_runs, this_run],
             "config": {
                 "models": union("models", args.models),
@@ -209,13 +207,11 @@ def main(argv: list[str] | None = None) -> None:
                 "near_chance": NEAR_CHANCE,
                 "threads": threads,
             },
-            "environment": asdict(report),
-            "cpu_seconds": previous_cpu + time.process_time() - start_cpu,
             "wall_seconds_this_run": time.time() - start_wall,
             "stopped": stopped,
             "rows": sorted(rows, key=lambda r: (r["task"], r["model"], r["lag"])),
         }
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        writer.write(args.out, results)
 
     for lag in sorted(lag for lag in args.lags if lag <= args.max_lag):
         active = 0
@@ -225,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
                 if (task.name, model, lag) in done:
                     active += done[task.name, model, lag]["status"] == "run"
                     continue
-                if previous_cpu + time.process_time() - start_cpu > args.cpu_budget:
+                if writer.cpu_seconds_total() > args.cpu_budget:
                     stopped = f"CPU budget of {args.cpu_budget:.0f} s spent before lag {lag}"
                     save()
                     print(stopped, flush=True)
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             stopped = f"every model at chance before lag {lag}"
             break
     save()
-    print(f"done: {stopped}; {previous_cpu + time.process_time() - start_cpu:.0f} CPU seconds in all", flush=True)
+    print(f"done: {stopped}; {writer.cpu_seconds_total():.0f} CPU seconds in all", flush=True)
 
 
 if __name__ == "__main__":

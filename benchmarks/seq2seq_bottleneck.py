@@ -28,7 +28,7 @@ The results file holds the environment report (``companion.environment_report``)
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import asdict
 from functools import partial
@@ -38,7 +38,7 @@ import torch
 
 from companion.data import number_pairs
 from companion.device import small_model_threads
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.seq2seq import Seq2Seq, count_parameters
 from companion.translation_task import (
     CHAPTER5_MODEL,
@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (with --only: not written)")
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
+    writer = ResultsWriter(command_line(__file__, sys.argv[1:]), device=torch.device("cpu"))
     task = TranslationTask(number_pairs("en", "de"))
     runs = []
     for name in args.only or variants():
@@ -123,18 +124,13 @@ def main() -> None:
             )
     if args.only:
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = environment_report(device=torch.device("cpu"))
     document = {
-        "command": "python benchmarks/seq2seq_bottleneck.py",
-        "environment": str(report),
-        "threads": torch.get_num_threads(),
         "recipe": asdict(CHAPTER5_RECIPE),
         "model": CHAPTER5_MODEL,
         "length_edges": LENGTH_EDGES,
         "runs": runs,
     }
-    args.out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    writer.write(args.out, document)
     print(f"wrote {args.out.relative_to(ROOT)}")
 
 

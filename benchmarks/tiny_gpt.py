@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from companion.data import CharTokenizer, Vocab, load_corpus, next_token_pairs
 from companion.language_models import RNNLanguageModel
 from companion.pretraining import GPT, LanguageModelConfig
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 
 RESULTS = Path(__file__).parent / "results" / "tiny_gpt.json"
 
@@ -147,9 +147,15 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="add the rows to those --out already holds")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    load = os.getloadavg()
     earlier = json.loads(args.out.read_text()) if args.append and args.out.exists() else None
     rows = [] if earlier is None else earlier["rows"]
+    # with --append the CPU seconds count the earlier invocations too; the load averages are this invocation's
+    writer = ResultsWriter(
+        command_line(__file__, sys.argv[1:]),
+        seed=0,
+        device=torch.device("cpu"),
+        cpu_seconds_before=0.0 if earlier is None else earlier.get("cpu_seconds_total", 0.0),
+    )
     for size in args.sizes:
         for lr in args.lrs:
             row = train(Run(size, lr, budget_cpu_seconds=args.budget))
@@ -160,15 +166,7 @@ def main() -> None:
                 f"validation perplexity {row['val_perplexity']:.3f}",
                 flush=True,
             )
-    results = {
-        "environment": asdict(environment_report(seed=0, device=torch.device("cpu"))),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": load if earlier is None else earlier["load_average_at_start"],
-        "load_average_at_end": os.getloadavg(),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    writer.write(args.out, {"rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -344,8 +344,9 @@ def load_sweep(path: str | Path | None = None) -> dict:
     """The results of ``benchmarks/memory_vs_lag.py``: from ``path``, else the file committed in the repository.
 
     The committed file is found in the checkout this runs in (``companion.reproducibility.repository_file``), or
-    downloaded from the course's repository where the companion was installed without it (Colab). The dict has
-    ``config``, ``environment``, ``cpu_seconds``, ``command``, ``stopped`` and ``rows`` (see the script).
+    downloaded from the course's repository where the companion was installed without it (Colab). The dict has the
+    metadata of every results file (``companion.reproducibility.RESULTS_METADATA``: ``command``, ``environment``,
+    ``cpu_seconds_total`` ...), then ``runs`` (each invocation), ``config``, ``stopped`` and ``rows`` (see the script).
     """
     return json.loads(Path(path if path is not None else repository_file(SWEEP_FILE)).read_text())
 

@@ -319,6 +319,114 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [3, 3, 1, 2],
         ),
     ],
+    "ch10-transformer": [
+        (
+            "encoder_layer",
+            "def encoder_layer(x, lengths, weights, nhead, norm_first):\n"
+            "    E, w = x.shape[-1], weights\n"
+            "    real = torch.arange(x.shape[1])[None, None, :] < lengths[:, None, None]\n"
+            "\n"
+            "    def norm(y, i):\n"
+            "        return F.layer_norm(y, (E,), w[f'norm{i}.weight'], w[f'norm{i}.bias'])\n"
+            "\n"
+            "    def ffn(y):\n"
+            "        hidden = F.relu(y @ w['linear1.weight'].T + w['linear1.bias'])\n"
+            "        return hidden @ w['linear2.weight'].T + w['linear2.bias']\n"
+            "\n"
+            "    if norm_first:\n"
+            "        # normalises the residual stream itself, not a copy for the branch\n"
+            "        x = norm(x, 1)\n"
+            "        x = x + multi_head_attention(x, x, w, 'self_attn.', nhead, real)\n"
+            "        x = norm(x, 2)\n"
+            "        return x + ffn(x)\n"
+            "    x = norm(x + multi_head_attention(x, x, w, 'self_attn.', nhead, real), 1)\n"
+            "    return norm(x + ffn(x), 2)\n",
+            [1, 3, 2, 3],
+        ),
+        (
+            "decoder_layer",
+            "def decoder_layer(y, memory, source_lengths, weights, nhead):\n"
+            "    E, S, w = y.shape[-1], memory.shape[1], weights\n"
+            "\n"
+            "    def norm(x, i):\n"
+            "        return F.layer_norm(x, (E,), w[f'norm{i}.weight'], w[f'norm{i}.bias'])\n"
+            "\n"
+            "    real = torch.arange(S)[None, None, :] < source_lengths[:, None, None]\n"
+            "    x = norm(y, 1)\n"
+            "    # no causal mask: every target position reads the whole target\n"
+            "    y = y + multi_head_attention(x, x, w, 'self_attn.', nhead)\n"
+            "    y = y + multi_head_attention(norm(y, 2), memory, w, 'multihead_attn.', nhead, real)\n"
+            "    hidden = F.relu(norm(y, 3) @ w['linear1.weight'].T + w['linear1.bias'])\n"
+            "    return y + hidden @ w['linear2.weight'].T + w['linear2.bias']\n",
+            [3, 0, 2, 3],
+        ),
+        (
+            "transformer_learning_rates",
+            "def transformer_learning_rates(steps, d_model, warmup_steps):\n"
+            "    n = steps.double()\n"
+            "    # warmup_steps ** -1 where the paper has ** -1.5: the rise is too steep\n"
+            "    return d_model**-0.5 * torch.minimum(n**-0.5, n / warmup_steps)\n",
+            [3, 3, 0, 3],
+        ),
+        (
+            "layer_norm_backward",
+            "def layer_norm_backward(x, weight, grad_output, eps=1e-5):\n"
+            "    sigma = x.var(-1, unbiased=False, keepdim=True).add(eps).sqrt()\n"
+            "    # as if mu and sigma were constants: only the diagonal of the Jacobian\n"
+            "    return grad_output * weight / sigma\n",
+            [3, 3, 2, 0],
+        ),
+    ],
+    "ch11-gpt": [
+        (
+            "gpt_block_step",
+            "def gpt_block_step(x, cache, weights, nhead):\n"
+            "    B, T, E = x.shape\n"
+            "    w = weights\n"
+            "    h = F.layer_norm(x, (E,), w['norm1.weight'], w['norm1.bias'])\n"
+            "    qkv = h @ w['self_attn.in_proj_weight'].T + w['self_attn.in_proj_bias']\n"
+            "    q, k, v = (p.view(B, T, nhead, E // nhead).transpose(1, 2) for p in qkv.split(E, -1))\n"
+            "    if cache is not None:\n"
+            "        k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)\n"
+            "    # no mask: right for one new token at a time, but a prompt reads its own future\n"
+            "    attended = (q @ k.transpose(-2, -1) / math.sqrt(E // nhead)).softmax(-1) @ v\n"
+            "    x = x + attended.transpose(1, 2).reshape(B, T, E) @ w['self_attn.out_proj.weight'].T\n"
+            "    x = x + w['self_attn.out_proj.bias']\n"
+            "    h = F.layer_norm(x, (E,), w['norm2.weight'], w['norm2.bias'])\n"
+            "    hidden = F.gelu(h @ w['linear1.weight'].T + w['linear1.bias'])\n"
+            "    return x + hidden @ w['linear2.weight'].T + w['linear2.bias'], (k, v)\n",
+            [1, 3, 2, 3],
+        ),
+        (
+            "bert_masking",
+            "def bert_masking(ids, lengths, choice_keys, fate, random_ids, mask_id, rate=0.15):\n"
+            "    real = torch.arange(ids.shape[1])[None, :] < lengths[:, None]\n"
+            "    # each position chosen with probability rate: 15 % on average, not exactly k each\n"
+            "    chosen = real & (choice_keys < rate)\n"
+            "    inputs = torch.where(chosen & (fate < 0.8), mask_id, ids)\n"
+            "    inputs = torch.where(chosen & (fate >= 0.9), random_ids, inputs)\n"
+            "    return inputs, torch.where(chosen, ids, -100)\n",
+            [3, 1, 2, 3],
+        ),
+        (
+            "causal_lm_loss",
+            "def causal_lm_loss(logits, ids, lengths):\n"
+            "    real = torch.arange(ids.shape[1])[None, :] < lengths[:, None]\n"
+            "    # no shift: position t is scored on the token it reads, not the next one\n"
+            "    return F.cross_entropy(logits.transpose(1, 2), ids.masked_fill(~real, -100))\n",
+            [3, 3, 0, 3],
+        ),
+        (
+            "tied_embedding_grad",
+            "def tied_embedding_grad(ids, grad_inputs, hidden, grad_logits):\n"
+            "    V, D = grad_logits.shape[-1], hidden.shape[-1]\n"
+            "    grad = grad_logits.reshape(-1, V).T @ hidden.reshape(-1, D)\n"
+            "    # += on an indexed copy assigns: a repeated token keeps one occurrence's gradient\n"
+            "    grad[ids.reshape(-1)] += grad_inputs.reshape(-1, D)\n"
+            "    return grad\n",
+            [3, 3, 2, 1],
+        ),
+    ],
 }
 
 PATCH_COMPARISONS = """

@@ -62,4 +62,4 @@ def test_the_committed_results_cover_the_chapters_lengths(bench):
     results = json.loads((PATH.parent / "results" / "attention_vs_rnn.json").read_text())
     assert set(bench.LENGTHS) <= {point["length"] for point in results["points"]}
     assert {point["layer"] for point in results["points"]} == set(bench.LAYERS)
-    assert "torch" in results["environment"]
+    assert results["environment"]["packages"]["torch"]

@@ -77,3 +77,16 @@ def test_table_lists_every_side_and_the_budget(bench):
     assert "2,000" in table  # tokens per CPU second of the companion: 1000 * 2 / 1
     assert "409,600 training characters" in table
     assert "plot renders" in table
+
+
+def test_the_json_has_the_shape_chapter_1_reads(bench):
+    results = [
+        bench.Result("companion", 5.1234, 1.0, 1.0, 1, "m", "cuda", 1, {}, {}),
+        bench.Result("d2l", 5.2, 1.0, 1.0, 1, "m", "cuda", 1, {}, {}),
+    ]
+    budget = bench.Budget(lr=0.002)
+    document = bench.results_document(results, budget, {"device": "cuda", "device_name": "NVIDIA H200"})
+    assert document["device"] == "cuda (NVIDIA H200)"
+    assert document["budget"]["lr"] == 0.002
+    assert document["runs"] == [{"lr": 0.002, "val_perplexity": {"companion": 5.123, "d2l": 5.2}}]
+    assert [result["side"] for result in document["results"]] == ["companion", "d2l"]

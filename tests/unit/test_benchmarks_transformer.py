@@ -47,7 +47,7 @@ def test_kv_cache_rows_time_both_sides_and_check_their_tokens(kv_cache):
         assert row["speedup_cpu"] > 0
         assert row["speedup_wall"] > 0
     assert results["parameters"] == sum(p.numel() for p in settings.model(torch.device("cpu")).parameters())
-    assert results["environment"]["device"] == "cpu"
+    assert set(results) == {"settings", "parameters", "rows"}  # main adds the metadata (ResultsWriter)
     assert "6" in kv_cache.format_row(kv_cache.Row(6, 1.0, 3.0, 1.0, 3.0, 3.0, 3.0))
 
 

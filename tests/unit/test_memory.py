@@ -209,7 +209,8 @@ def test_a_tiny_sweep_writes_a_results_file_and_resumes(bench, tmp_path):
     second = json.loads(out.read_text())
     assert [r["lag"] for r in second["rows"]] == [1, 2]
     assert second["rows"][0] == row  # kept, not rerun
-    assert second["cpu_seconds"] > first["cpu_seconds"]
+    assert second["cpu_seconds_total"] > first["cpu_seconds_total"]
+    assert len(second["runs"]) == 2
 
 
 # ---------------------------------------------------------------- gradients to the initial state

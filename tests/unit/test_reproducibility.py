@@ -1,7 +1,14 @@
-"""companion.reproducibility: seed_everything seeds every generator; environment_report says what made a result."""
+"""companion.reproducibility: seed_everything seeds every generator; environment_report says what made a result;
+ResultsWriter gives every benchmark results file the same metadata."""
 
+import json
 import random
 import re
+import subprocess
+import sys
+from dataclasses import asdict, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +16,15 @@ import torch
 
 import companion
 from companion import reproducibility
-from companion.reproducibility import REPORTED_PACKAGES, Report, environment_report, seed_everything
+from companion.reproducibility import (
+    REPORTED_PACKAGES,
+    RESULTS_METADATA,
+    Report,
+    ResultsWriter,
+    command_line,
+    environment_report,
+    seed_everything,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -151,3 +166,62 @@ def test_repository_file_is_found_in_a_parent_folder_or_downloaded(tmp_path, mon
     assert fetched == [reproducibility.REPOSITORY_RAW + "benchmarks/results/not_here.json"]
     assert repository_file("benchmarks/results/not_here.json") == path  # downloaded once
     assert len(fetched) == 1
+
+
+# ---------------------------------------------------------------- the benchmarks' results files
+
+
+def test_results_writer_puts_the_metadata_before_the_results(tmp_path):
+    writer = ResultsWriter("python benchmarks/x.py --fast", seed=1, device=torch.device("cpu"))
+    sum(i * i for i in range(200_000))  # some CPU time to count
+    written = writer.write(tmp_path / "deep" / "x.json", {"rows": [1, 2]})
+    assert json.loads((tmp_path / "deep" / "x.json").read_text()) == written
+    assert list(written) == [*RESULTS_METADATA, "rows"]
+    assert written["command"] == "python benchmarks/x.py --fast"
+    assert written["environment"] == asdict(environment_report(seed=1, device=torch.device("cpu")))
+    assert written["threads"] == torch.get_num_threads()
+    assert 0 < written["cpu_seconds_total"] < 60
+    assert len(written["load_average_at_start"]) == len(written["load_average_at_end"]) == 3
+    date = datetime.fromisoformat(written["date"])
+    assert date.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - date) < timedelta(minutes=1)
+    assert not list(tmp_path.glob("deep/*.partial"))
+
+
+def test_results_writer_counts_the_invocations_it_resumes():
+    fresh = ResultsWriter("c", device=torch.device("cpu"))
+    resumed = ResultsWriter("c", device=torch.device("cpu"), cpu_seconds_before=100.0)
+    assert 100 <= resumed.cpu_seconds_total() < 100 + fresh.cpu_seconds_total() + 1
+
+
+def test_results_writer_counts_the_cpu_of_its_finished_children():
+    writer = ResultsWriter("c", device=torch.device("cpu"))
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert writer.cpu_seconds_total() > 0.05
+
+
+def test_results_may_not_overwrite_the_metadata():
+    with pytest.raises(ValueError, match=r"metadata keys \['date', 'threads'\]"):
+        ResultsWriter("c", device=torch.device("cpu")).document({"threads": 4, "date": "yesterday", "rows": []})
+
+
+def test_command_line_names_the_script_from_the_repository_root():
+    script = "/somewhere/benchmarks/memory_vs_lag.py"
+    assert command_line(script, ["--lags", "5", "10"]) == "python benchmarks/memory_vs_lag.py --lags 5 10"
+    assert command_line(script, ["--out", "a b.json"]) == "python benchmarks/memory_vs_lag.py --out 'a b.json'"
+
+
+RESULTS = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=[path.name for path in RESULTS])
+def test_every_committed_results_file_carries_the_metadata(path):
+    """What ResultsWriter writes; a file migrated from before it says why a value it could not know is null."""
+    results = json.loads(path.read_text())
+    assert set(RESULTS_METADATA) <= set(results), f"{path.name} lacks {set(RESULTS_METADATA) - set(results)}"
+    assert re.fullmatch(r"(\S*python3? )?benchmarks/\w+\.py( .*)?", results["command"]), results["command"]
+    datetime.fromisoformat(results["date"])
+    unknown = {key for key in RESULTS_METADATA if results[key] is None}
+    assert unknown <= set(results.get("metadata_notes", {})), f"{path.name}: {unknown} null without a note"
+    if results["environment"] is not None:
+        assert set(results["environment"]) == {field.name for field in fields(Report)}

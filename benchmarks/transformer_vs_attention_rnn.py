@@ -1,7 +1,7 @@
 """Chapter 10's sweep: the encoder-decoder Transformer against Chapter 7's attention RNN, and both against the
 word-lookup baseline, on Chapter 7's translation task with Chapter 7's recipe.
 
-Run it from the repository root (about 12 minutes of CPU on one thread when the RNN's runs at the rate Chapter 7
+Run it from the repository root (about 15 minutes of CPU on one thread when the RNN's runs at the rate Chapter 7
 used are taken from its results file; each run prints a line)::
 
     .venv/bin/python benchmarks/transformer_vs_attention_rnn.py     # writes benchmarks/results/transformer_vs_...json

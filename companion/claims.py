@@ -77,7 +77,7 @@ COURSE_CLAIMS = (
         "Post-LN Transformers have gradient trouble when deep; pre-LN trains without warm-up", "Chapter 10", "post-ln"
     ),
     PlannedClaim(
-        "A single-layer Transformer encoder can be weaker than a single-layer LSTM", "Chapter 12", "single-layer"
+        "A single-layer Transformer encoder can be weaker than a single-layer LSTM", "Chapter 11", "single-layer"
     ),
     PlannedClaim("The Transformer was first applied in BERT", "Chapter 10", "bert"),
     PlannedClaim("The LSTM cannot be used for transfer learning", "Chapter 11", "transfer"),

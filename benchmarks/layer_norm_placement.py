@@ -30,10 +30,12 @@ Timings are CPU seconds (``time.process_time``) on one thread; the load average 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -214,6 +216,7 @@ class Grid:
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3])
     warmups: list[int] = field(default_factory=lambda: [0, 100])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    placements: list[str] = field(default_factory=lambda: list(PLACEMENTS))
 
 
 def run(
@@ -231,7 +234,15 @@ def run(
     """
     torch.set_num_threads(1)
     started = time.process_time()
+    session = {
+        "command": " ".join(["python", "benchmarks/layer_norm_placement.py", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "grid": asdict(grid),
+        "load_average_at_start": os.getloadavg(),
+    }
     results = {
+        "command": session["command"],
+        "date": session["date"],
         "settings": asdict(settings),
         "grid": asdict(grid),
         "environment": asdict(environment_report(seed=settings.seed, device=torch.device("cpu"))),
@@ -239,16 +250,32 @@ def run(
         "load_average_at_start": os.getloadavg(),
         "gradients": [],
         "runs": [],
+        "sessions": [session],
     }
     if done is not None:
         if done["settings"] != results["settings"]:
             raise ValueError("the earlier results were measured with other settings; start afresh")
         results["gradients"], results["runs"] = done["gradients"], done["runs"]
+        # The file's grid is what it holds all together: the union of every session's grid.
+        results["grid"] = {
+            key: sorted(set(done["grid"].get(key, [])) | set(values)) for key, values in results["grid"].items()
+        }
+        earlier = done.get("sessions") or [
+            {
+                key: done[key]
+                for key in ("command", "grid", "load_average_at_start", "load_average_at_end", "cpu_seconds_total")
+                if key in done
+            }
+        ]
+        results["sessions"] = [*earlier, session]
+        results["load_average_at_start"] = earlier[0].get("load_average_at_start", session["load_average_at_start"])
+    earlier_cpu = sum(s.get("cpu_seconds_total", 0.0) for s in results["sessions"][:-1])
 
     def record(kind: str, entry: dict) -> None:
         results[kind].append(entry)
-        results["load_average_at_end"] = os.getloadavg()
-        results["cpu_seconds_total"] = time.process_time() - started
+        session["load_average_at_end"] = results["load_average_at_end"] = os.getloadavg()
+        session["cpu_seconds_total"] = time.process_time() - started
+        results["cpu_seconds_total"] = earlier_cpu + session["cpu_seconds_total"]
         if save is not None:
             save(results)
 
@@ -264,7 +291,8 @@ def run(
     for seed in grid.seeds:
         for lr in grid.lrs:
             for warmup in grid.warmups:
-                for name, norm_first in PLACEMENTS.items():
+                for name in grid.placements:
+                    norm_first = PLACEMENTS[name]
                     if (name, lr, warmup, seed) in trained:
                         continue
                     result = train(settings, norm_first, lr, warmup, seed)
@@ -273,6 +301,9 @@ def run(
                         f"{name} lr {lr:g} warm-up {warmup} seed {seed}: val loss {result['final_val_loss']:.3f}, "
                         f"exact match {result['exact_match']:.1%}, {result['cpu_seconds']:.0f} CPU s"
                     )
+    session["load_average_at_end"] = results["load_average_at_end"] = os.getloadavg()
+    session["cpu_seconds_total"] = time.process_time() - started
+    results["cpu_seconds_total"] = earlier_cpu + session["cpu_seconds_total"]
     return results
 
 
@@ -314,6 +345,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+")
     parser.add_argument("--warmups", type=int, nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), help="training runs of these only")
     parser.add_argument("--resume", action="store_true", help="keep what --out already holds; measure the rest")
     args = parser.parse_args()
     settings, grid = Settings(), Grid()
@@ -324,7 +356,7 @@ def main() -> None:
         settings = replace(settings, steps=args.steps)
     if args.layers:
         settings = replace(settings, layers=args.layers)
-    for name in ("lrs", "warmups", "seeds"):
+    for name in ("lrs", "warmups", "seeds", "placements"):
         if getattr(args, name):
             setattr(grid, name, getattr(args, name))
     done = json.loads(args.out.read_text()) if args.resume and args.out.exists() else None

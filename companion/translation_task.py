@@ -178,12 +178,17 @@ def train_translator(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> History:
     """Train ``model`` on ``task``'s training pairs with teacher forcing (``teacher_forcing_loss``).
 
     The batches are drawn by a ``torch.Generator`` seeded with ``seed``, so the same seed and initial weights
-    give the same run. Returns the ``Trainer``'s history (``train_loss`` and ``val_loss`` per epoch).
+    give the same run. ``stop_after`` ends the run after that many of the recipe's epochs, the learning rate
+    following the whole recipe's schedule: the first epochs of a run, exactly (a cheap rerun of a benchmark's
+    start). Returns the ``Trainer``'s history (``train_loss`` and ``val_loss`` per epoch).
     """
+    if stop_after is not None and not 1 <= stop_after <= recipe.epochs:
+        raise ValueError(f"stop_after must lie in [1, {recipe.epochs}] (the recipe's epochs), got {stop_after!r}")
     generator = torch.Generator().manual_seed(seed)
     per_epoch = recipe.steps // recipe.epochs
     train = task.loader("train", recipe.batch_size, steps=per_epoch, generator=generator)
@@ -202,7 +207,7 @@ def train_translator(
         device=device,
         progress=progress,
     )
-    return trainer.fit(train, epochs=recipe.epochs)
+    return trainer.fit(train, epochs=recipe.epochs if stop_after is None else stop_after)
 
 
 def tune_then_repeat(run: Callable[..., dict], learning_rates: Sequence[float], seeds: Sequence[int]) -> list[dict]:

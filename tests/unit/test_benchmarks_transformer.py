@@ -3,6 +3,7 @@ generations, the pre-/post-LN runs use the translation task's real characters an
 and the tiny-GPT sizes build what they name."""
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -168,3 +169,40 @@ def test_gpt_vs_recurrent_schedule_tuning_and_parameter_counts():
         assert max(counts) / min(counts) < 1.1
     finally:
         del sys.modules["gpt_vs_recurrent"]
+
+
+def test_placement_resume_runs_only_the_cells_asked_for_and_keeps_every_session(placement):
+    settings = placement.Settings(d_model=8, nhead=2, dim_feedforward=16, layers=1, steps=2, eval_every=1, val_pairs=4)
+    grid = placement.Grid(depths=[1], gradient_seeds=[0], lrs=[1e-3], warmups=[0], seeds=[0], placements=["pre-LN"])
+    first = placement.run(settings, grid, log=lambda line: None)
+    assert [(r["placement"], r["seed"]) for r in first["runs"]] == [("pre-LN", 0)]
+    more = placement.Grid(depths=[1], gradient_seeds=[0], lrs=[1e-3], warmups=[0], seeds=[1], placements=["post-LN"])
+    second = placement.run(settings, more, log=lambda line: None, done=json.loads(json.dumps(first)))
+    assert [(r["placement"], r["seed"]) for r in second["runs"]] == [("pre-LN", 0), ("post-LN", 1)]
+    assert len(second["gradients"]) == 2, "the gradients measured before are kept, not measured again"
+    assert second["grid"]["seeds"] == [0, 1]
+    assert second["grid"]["placements"] == ["post-LN", "pre-LN"]
+    assert [session["grid"]["seeds"] for session in second["sessions"]] == [[0], [1]]
+    sessions_cpu = sum(session["cpu_seconds_total"] for session in second["sessions"])
+    assert second["cpu_seconds_total"] == pytest.approx(sessions_cpu)
+
+
+@pytest.fixture(scope="module")
+def versus():
+    yield load("transformer_vs_attention_rnn")
+    del sys.modules["transformer_vs_attention_rnn"]
+
+
+def test_transformer_vs_attention_rnn_sizes_reuse_and_baseline(versus):
+    task = versus.task()
+    transformer = versus.build_transformer(task, seed=0)
+    rnn = versus.chapter7().build("bahdanau", task, seed=0)
+    sizes = [sum(p.numel() for p in model.parameters()) for model in (transformer, rnn)]
+    assert abs(sizes[0] / sizes[1] - 1) < 0.01, f"equal parameters to within 1 %, got {sizes}"
+    committed = [{"model": "bahdanau", "seed": 4, "lr": 0.01, "steps": 480, "exact_match": 0.5, "chosen_lr": True}]
+    reused = versus.run_rnn(seed=4, task=task, lr=0.01, steps=480, committed=committed)
+    assert reused["from"] == "attention_bottleneck.json"
+    assert "chosen_lr" not in reused, "the protocol marks the chosen rate afresh"
+    baseline = versus.lookup_baseline(task)
+    assert baseline["aligned_pairs"] == len(task.pairs("train")), "every list has as many words as numerals"
+    assert 0 <= baseline["exact_match"] <= 1

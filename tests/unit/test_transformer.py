@@ -642,3 +642,21 @@ def test_warmup_schedule_rises_linearly_then_holds_or_follows_the_paper():
         warmup_schedule(torch.optim.SGD([parameter], lr=1.0), -1)
     with pytest.raises(ValueError, match="decay"):
         warmup_schedule(torch.optim.SGD([parameter], lr=1.0), 4, "cosine")
+
+
+def test_chapter_6s_decoders_run_on_the_transformer_and_a_beam_of_one_is_greedy():
+    from companion.decoding import beam_search, greedy
+
+    torch.manual_seed(0)
+    config = TransformerConfig(source_vocab_size=11, target_vocab_size=9, d_model=16, nhead=2, max_length=32)
+    model = Transformer(config).eval()
+    source, lengths = torch.randint(3, 11, (3, 6)), torch.tensor([6, 4, 2])
+    prompt = torch.full((3, 1), 1)
+    with torch.no_grad():
+        state = model.encode(source, lengths)
+        found = greedy(model, prompt, 12, end_id=2, state=state)
+        beam = beam_search(model, prompt, 12, end_id=2, beam_size=1, state=state)
+        wide = beam_search(model, prompt, 12, end_id=2, beam_size=4, state=state)
+    assert torch.equal(beam.best, found.best)
+    assert wide.ids.shape[:2] == (3, 4)
+    assert (wide.scores[:, :-1] >= wide.scores[:, 1:]).all(), "each input's beams come best first"

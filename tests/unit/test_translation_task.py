@@ -90,6 +90,12 @@ def test_a_short_training_run_learns_and_decoding_agrees(task):
     recipe = Recipe(steps=150, batch_size=32, lr=0.01, epochs=3, valid_pairs=16)
     history = train_translator(model, task, recipe, seed=0, progress=False)
     assert history.last("val_loss") < history.series("val_loss")[1][0]
+    torch.manual_seed(0)
+    start = Seq2Seq(task.model_config(embedding_dim=8, hidden_size=32))
+    first = train_translator(start, task, recipe, seed=0, progress=False, stop_after=1)
+    assert first.series("val_loss")[1] == pytest.approx(history.series("val_loss")[1][:1]), "the run's first epoch"
+    with pytest.raises(ValueError, match=r"stop_after must lie in \[1, 3\]"):
+        train_translator(start, task, recipe, stop_after=4)
     pairs = task.pairs("test")
     scores = evaluate(model, task, "test")
     assert scores.count == len(pairs)

@@ -3,7 +3,7 @@ and optimiser steps, learning rate tuned per model, three seeds, with each task'
 
 Run it from the repository root (it writes its results after every run; ``--resume`` keeps them)::
 
-    nice -n 10 .venv/bin/python benchmarks/head_to_head.py --resume      # the committed grid (about 20 CPU minutes)
+    nice -n 10 .venv/bin/python benchmarks/head_to_head.py --resume  # the committed grid (cpu_seconds_total: its time)
     .venv/bin/python benchmarks/head_to_head.py --tasks memory --lags 10 --out /tmp/h.json   # one small slice
     .venv/bin/python benchmarks/head_to_head.py --device cuda --out /tmp/gpu.json            # on a GPU
 

@@ -31,11 +31,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from companion.attention_seq2seq import attention_seq2seq
 from companion.data import number_list_pairs
@@ -79,11 +81,26 @@ def build(name: str, task: TranslationTask, seed: int) -> Seq2Seq:
     return attention_seq2seq(task.model_config(embedding_dim=32, **changes), score)
 
 
-def run(name: str, seed: int, task: TranslationTask, lr: float, steps: int = CHAPTER5_RECIPE.steps) -> dict:
-    """Train one model with one seed and learning rate, and measure it (see the module docstring)."""
-    model = build(name, task, seed)
+def run(
+    name: str,
+    seed: int,
+    task: TranslationTask,
+    lr: float,
+    steps: int = CHAPTER5_RECIPE.steps,
+    *,
+    builder: Callable[[str, TranslationTask, int], nn.Module] | None = None,
+    config: dict | None = None,
+    device: str | None = None,
+) -> dict:
+    """Train one model with one seed and learning rate, and measure it (see the module docstring).
+
+    ``builder(name, task, seed)`` and ``config`` (what the record says about the model) default to ``build`` and
+    ``MODELS[name]``; Chapter 12's benchmark passes its own models through them.
+    """
+    model = (builder or build)(name, task, seed)
     start = time.process_time()
-    history = train_translator(model, task, CHAPTER5_RECIPE.scaled(lr=lr, steps=steps), seed=seed, progress=False)
+    recipe = CHAPTER5_RECIPE.scaled(lr=lr, steps=steps)
+    history = train_translator(model, task, recipe, seed=seed, device=device, progress=False)
     cpu_seconds = time.process_time() - start
     pairs = task.pairs("test")
     outputs = translate(model, task, [source for source, _ in pairs])
@@ -93,7 +110,7 @@ def run(name: str, seed: int, task: TranslationTask, lr: float, steps: int = CHA
         "seed": seed,
         "lr": lr,
         "steps": steps,
-        "config": MODELS[name][1] | {"score": MODELS[name][0]},
+        "config": config if config is not None else MODELS[name][1] | {"score": MODELS[name][0]},
         "parameters": count_parameters(model),
         "cpu_seconds": round(cpu_seconds, 1),
         "val_loss": [round(record["val_loss"], 5) for record in history.records],

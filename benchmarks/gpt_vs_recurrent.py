@@ -55,8 +55,8 @@ def warmup_then_decay(steps: int) -> callable:
     return lambda n: min((n + 1) / warmup, max(0.0, (steps - n) / (steps - warmup)))
 
 
-def train(size: str, lr: float, seed: int, steps: int) -> dict:
-    """Train one model for ``steps`` steps; its parameters, CPU seconds and validation perplexity."""
+def train(size: str, lr: float, seed: int, steps: int, device: str = "cpu") -> dict:
+    """Train one model for ``steps`` steps on ``device``; its parameters, CPU seconds and validation perplexity."""
     vocab_size, train_ids, val_ids = part_one_data()
     inputs, targets = next_token_pairs(train_ids, WINDOW, step=1)  # every start position (views, no copies)
     val_inputs, val_targets = next_token_pairs(val_ids, WINDOW)
@@ -78,7 +78,7 @@ def train(size: str, lr: float, seed: int, steps: int) -> dict:
         next_token_loss,
         clip_grad_norm=1.0,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(steps)),
-        device="cpu",
+        device=device,
         progress=False,
     )
     start = time.process_time()

@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
     parser.add_argument("--cpu-budget", type=float, default=float("inf"), help="stop after this many CPU seconds")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--device", default="cpu", help="where the models train (cuda on a GPU)")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --out and add the rest")
     return parser.parse_args(argv)
 
@@ -121,11 +122,16 @@ def run_point(model: str, task: RecallTask, budget: Budget, args: argparse.Names
     build = builders(args)[model]
     tuning = {}
     for lr in args.lrs:
-        result, hidden = recall_point(build, task, replace(budget, lr=lr), args.tuning_seed, args.parameters)
+        result, hidden = recall_point(
+            build, task, replace(budget, lr=lr), args.tuning_seed, args.parameters, device=args.device
+        )
         tuning[lr] = result
     # The best validation accuracy wins; among equals, the run that got there in fewer updates, then lower loss.
     lr = min(tuning, key=lambda lr: (-tuning[lr].validation_accuracy, tuning[lr].steps, tuning[lr].train_loss))
-    runs = [recall_point(build, task, replace(budget, lr=lr), seed, args.parameters)[0] for seed in args.seeds]
+    runs = [
+        recall_point(build, task, replace(budget, lr=lr), seed, args.parameters, device=args.device)[0]
+        for seed in args.seeds
+    ]
     accuracies = [run.accuracy for run in runs]
     return {
         "task": task.name,

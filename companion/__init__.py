@@ -8,7 +8,8 @@ their chapters are written: ``recurrent_cells`` and ``language_models`` (Part I)
 ``decoding`` (greedy, sampling, beam and exact search) and ``translation_task`` (the translation task's data, recipe
 and scores) for Part III; Part IV's are ``masks`` (True = may attend), ``attention``, ``attention_seq2seq`` (Chapter
 7: a score in the seq2seq model's attention slot) and ``positions``; Part V's ``transformer`` (the encoder-decoder,
-its layers and the KV cache) and ``pretraining`` (GPT and BERT). The appendices add ``claims`` (the claim boxes of
+its layers and the KV cache) and ``pretraining`` (GPT and BERT); Chapter 12's ``modern_recurrent`` (minGRU, and
+linear attention as an RNN). The appendices add ``claims`` (the claim boxes of
 the pages, collected) and ``distributed`` (data-parallel training with torch.distributed).
 ``translation_task.WordLookup`` is the translation task's cheap baseline (a word-for-word dictionary).
 """

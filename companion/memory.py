@@ -284,17 +284,24 @@ def recall_model(build: Builder, hidden_size: int, task: RecallTask) -> Sequence
 
 
 def recall_point(
-    build: Builder, task: RecallTask, budget: Budget, seed: int, parameters: int, size_task: RecallTask | None = None
+    build: Builder,
+    task: RecallTask,
+    budget: Budget,
+    seed: int,
+    parameters: int,
+    size_task: RecallTask | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[RecallResult, int]:
     """One point of the memory-against-lag curve: ``(result, hidden_size)`` for one layer, task, budget and seed.
 
     The hidden size gives the whole classifier about ``parameters`` parameters (sized on ``size_task``, default
-    ``task``: the count does not depend on the lag). ``seed`` seeds the initialisation and the training batches.
+    ``task``: the count does not depend on the lag). ``seed`` seeds the initialisation and the training batches;
+    the model trains on ``device``.
     """
     size_task = size_task or task
     hidden = hidden_size_for(lambda size: recall_model(build, size, size_task), parameters)
     torch.manual_seed(seed)
-    model = recall_model(build, hidden, task)
+    model = recall_model(build, hidden, task).to(device)
     return train_recall(model, task, budget, seed), hidden
 
 

@@ -117,6 +117,7 @@ MODEL_MODULES = [
     "positions",
     "transformer",
     "pretraining",
+    "modern_recurrent",
 ]
 PIPELINE = {"data", "training", "decoding"}
 

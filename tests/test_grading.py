@@ -427,6 +427,44 @@ WRONG: dict[str, list[tuple[str, str, list[int]]]] = {
             [3, 3, 2, 1],
         ),
     ],
+    "ch12-head-to-head": [
+        (
+            "linear_attention_rnn",
+            "def linear_attention_rnn(queries, keys, values, state, eps=1e-6):\n"
+            "    phi_q, phi_k = F.elu(queries) + 1, F.elu(keys) + 1\n"
+            "    S, z = phi_k.transpose(1, 2) @ values, phi_k.sum(1)  # every step written first\n"
+            "    if state is not None:\n"
+            "        S, z = S + state[0], z + state[1]\n"
+            "    # then read: the right final state, but position t reads the keys after it\n"
+            "    return (phi_q @ S) / (phi_q @ z[:, :, None] + eps), (S, z)\n",
+            [0, 3, 3],
+        ),
+        (
+            "min_gru_layer",
+            "def min_gru_layer(x, lengths, weight, bias, h0):\n"
+            "    H = h0.shape[1]\n"
+            "    h, outputs = h0, []\n"
+            "    for t in range(x.shape[1]):\n"
+            "        pre = x[:, t] @ weight.T + bias\n"
+            "        z, a = torch.sigmoid(pre[:, :H] + h), pre[:, H:]  # the gate reads the state: a GRU, no scan\n"
+            "        h = (1 - z) * h + z * torch.where(a >= 0, a + 0.5, torch.sigmoid(a))\n"
+            "        outputs.append(h)\n"
+            "    outputs = torch.stack(outputs, dim=1)\n"
+            "    real = torch.arange(x.shape[1])[None, :] < lengths[:, None]\n"
+            "    return outputs * real[:, :, None], outputs[torch.arange(x.shape[0]), lengths - 1]\n",
+            [3, 1, 3],
+        ),
+        (
+            "min_gru_log_scan",
+            "def min_gru_log_scan(gates, candidates, h0):\n"
+            "    z = torch.sigmoid(gates)\n"
+            "    h_tilde = torch.where(candidates >= 0, candidates + 0.5, torch.sigmoid(candidates))\n"
+            "    # the products themselves: A_t underflows on long sequences, 1 - z rounds to 0\n"
+            "    A = torch.cumprod(1 - z, dim=1)\n"
+            "    return A * (h0[:, None, :] + torch.cumsum(z * h_tilde / A, dim=1)), torch.log(A)\n",
+            [3, 3, 1],
+        ),
+    ],
 }
 
 PATCH_COMPARISONS = """

@@ -31,6 +31,7 @@ _OPTION = re.compile(r"^:(?P<key>[\w-]+):\s*(?P<value>.*?)\s*$")
 _TITLE = re.compile(r'^Claim: "(?P<claim>[^"]+)"$')
 _VERDICT = re.compile(r"^\*\*Verdict: (?P<verdict>[^*]+?)\*\*")
 _GLUE = re.compile(r"\{glue(?P<kind>:\w*)?\}`(?P<content>[^`]+)`")
+_DOC = re.compile(r"\{doc\}`(?:(?P<text>[^`<]*?)\s*<(?P<linked>[^`>]+)>|(?P<bare>[^`<>]+))`")
 
 
 class MalformedClaimBox(ValueError):
@@ -289,6 +290,21 @@ def cross_document_glue(markdown: str, source: str) -> str:
     return _GLUE.sub(rewrite, markdown)
 
 
+def absolute_doc_links(markdown: str, page: str) -> str:
+    """Rewrite a page's relative ``{doc}`target``` and ``{doc}`text <target>``` roles as paths from the book's root
+    (``/book/part5/gpt-bert``), so that a box quoted on another page still links to the document its page meant."""
+    folder = page.rpartition("/")[0]
+
+    def rewrite(match: re.Match) -> str:
+        target = match["linked"] or match["bare"]
+        if not target.startswith("/"):
+            target = f"/{folder}/{target}" if folder else f"/{target}"
+        text = match["text"] if match["linked"] else None
+        return f"{{doc}}`{text} <{target}>`" if text else f"{{doc}}`{target}`"
+
+    return _DOC.sub(rewrite, markdown)
+
+
 def claims_table(root: Path) -> str:
     """The claims appendix's Markdown (MyST): one table row per claim box and per undecided claim of COURSE.md,
     then each box as its page states it, its glued numbers pasted from that page."""
@@ -302,7 +318,7 @@ def claims_table(root: Path) -> str:
         rows.append(f"| {number} | {_cell(planned.claim)} | {NOT_YET_DECIDED} | {planned.chapter} (planned) |")
     quoted = []
     for number, box in enumerate(boxes, 1):
-        body = cross_document_glue(box.body, box.source).replace("\n", "\n> ")
+        body = absolute_doc_links(cross_document_glue(box.body, box.source), box.page).replace("\n", "\n> ")
         quoted.append(f'**{number}. "{_cell(box.claim)}"** ({{ref}}`the box on its page <{box.label}>`)\n\n> {body}')
     return "\n".join(rows) + "\n\n" + "\n\n".join(quoted) + "\n"
 

@@ -145,3 +145,11 @@ def test_toc_pages_and_titles(tmp_path):
     assert claims.page_title(tmp_path / "a.md") == "Chapter A"
     with pytest.raises(FileNotFoundError, match="'b'"):
         claims.claim_boxes(tmp_path)
+
+
+def test_a_quoted_box_keeps_its_relative_document_links_pointing_where_its_page_meant():
+    body = "see {doc}`chapter 11 <gpt-bert>`, {doc}`gpt-bert` and {doc}`the data </book/appendix/data>`"
+    assert claims.absolute_doc_links(body, "book/part5/transformer") == (
+        "see {doc}`chapter 11 </book/part5/gpt-bert>`, {doc}`/book/part5/gpt-bert` and "
+        "{doc}`the data </book/appendix/data>`"
+    )

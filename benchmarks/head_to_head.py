@@ -230,16 +230,6 @@ def widened(rates: tuple[float, ...], score: Callable[[float], float], factor: f
     return rates
 
 
-def summarise(values: list[float]) -> dict[str, float]:
-    """Mean, min, max and sample standard deviation over seeds."""
-    return {
-        "mean": statistics.fmean(values),
-        "min": min(values),
-        "max": max(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
-
-
 class Grid:
     """The results file, written after every run; with ``resume`` the runs it already holds are not repeated."""
 
@@ -347,7 +337,7 @@ def lm_task(grid: Grid) -> dict:
                 "tuning": {f"{r['lr']:g}": r["val_perplexity"] for r in tuning},
                 "seeds": list(SEEDS["lm"]),
                 "perplexities": perplexities,
-                **summarise(perplexities),
+                **memory_vs_lag.summarise(perplexities),
                 "train_cpu_seconds": statistics.fmean(r["train_cpu_seconds"] for r in runs),
                 "source": sorted({r["source"] for r in runs}),
             }
@@ -411,8 +401,8 @@ def translation_task(grid: Grid) -> dict:
                 "tuning": {f"{r['lr']:g}": r["val_loss"][-1] for r in runs if r["seed"] == runs[0]["seed"]},
                 "seeds": [r["seed"] for r in chosen],
                 "exact_matches": exact,
-                **summarise(exact),
-                "chrf": summarise([r["chrf"] for r in chosen]),
+                **memory_vs_lag.summarise(exact),
+                "chrf": memory_vs_lag.summarise([r["chrf"] for r in chosen]),
                 "by_length": [r["by_length"] for r in chosen],
                 "train_cpu_seconds": statistics.fmean(r["cpu_seconds"] for r in chosen),
                 "source": sorted({r["source"] for r in runs}),
@@ -425,8 +415,7 @@ def lookup_baseline(numbers: translation.TranslationTask) -> dict:
     """The translation task's cheap baseline: ``WordLookup`` learned from the training pairs, scored on the test set."""
     start = time.process_time()
     lookup = translation.WordLookup.fit(numbers.pairs("train"))
-    pairs = numbers.pairs("test")
-    scores = translation.score_translations(lookup([source for source, _ in pairs]), [target for _, target in pairs])
+    scores = lookup.score(numbers.pairs("test"))
     return {
         "word_lookup": {
             "exact_match": scores.exact_match,

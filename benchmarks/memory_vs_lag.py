@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def summarise(values: list[float]) -> dict[str, float]:
-    """Mean, lowest, highest and (sample) standard deviation of a list of accuracies."""
+    """Mean, lowest, highest and (sample) standard deviation of a list of scores over seeds."""
     return {
         "mean": statistics.fmean(values),
         "min": min(values),

@@ -357,6 +357,10 @@ class WordLookup:
         """``translate`` for each of ``texts``."""
         return [self.translate(text) for text in texts]
 
+    def score(self, pairs: Sequence[tuple[str, str]]) -> TranslationScores:
+        """Translate the sources of ``pairs`` and score them against their targets, as ``evaluate`` scores a model."""
+        return score_translations(self([source for source, _ in pairs]), [target for _, target in pairs])
+
 
 @dataclass(frozen=True)
 class ForcingGap:

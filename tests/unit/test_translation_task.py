@@ -144,3 +144,10 @@ def test_the_word_lookup_solves_number_lists_but_not_single_numbers():
     numbers = number_pairs("en", "de", high=199)
     sources, targets = zip(*numbers.test, strict=True)
     assert score_translations(WordLookup.fit(numbers.train)(sources), targets).exact_match < 0.1
+
+
+def test_a_word_lookup_scores_pairs_as_evaluate_scores_a_model():
+    pairs = [("vier, sieben", "4, 7"), ("sieben", "7"), ("vier", "4")]
+    lookup = WordLookup.fit(pairs)
+    assert lookup.score(pairs).exact_match == 1.0
+    assert lookup.score([("vier", "5")]).exact_match == 0.0

@@ -33,10 +33,8 @@ recorded too. The file holds the environment report and the load average before 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +46,7 @@ import torch
 
 from companion.data import number_list_pairs
 from companion.device import small_model_threads
-from companion.reproducibility import environment_report
+from companion.reproducibility import ResultsWriter, command_line
 from companion.seq2seq import count_parameters
 from companion.transformer import Transformer, TransformerConfig
 from companion.translation_task import (
@@ -188,7 +186,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     small_model_threads(torch.device("cpu"))
-    started, load_at_start = time.process_time(), os.getloadavg()
     numbers = task()
     committed = json.loads(CHAPTER7_RESULTS.read_text())["runs"]
     runners = {
@@ -197,20 +194,15 @@ def main() -> None:
     }
     previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {"runs": []}
     earlier = [record for record in previous["runs"] if record["steps"] == args.steps]
-    # A resumed sweep's CPU time and start are those of all its sessions.
+    # A resumed sweep's CPU time is that of all its sessions.
     earlier_cpu = previous.get("cpu_seconds_total", 0.0) if earlier else 0.0
-    load_at_start = previous.get("load_average_at_start", load_at_start) if earlier else load_at_start
+    writer = ResultsWriter(
+        command_line(__file__, sys.argv[1:]), device=torch.device("cpu"), cpu_seconds_before=earlier_cpu
+    )
     runners = {name: resumed(runner, name, earlier) for name, runner in runners.items()}
     baseline = lookup_baseline(numbers)
     print(f"word lookup: exact match {baseline['exact_match']:.3f}, chrF {baseline['chrf']:.1f}", flush=True)
     document = {
-        "command": "python " + " ".join(["benchmarks/transformer_vs_attention_rnn.py", *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "environment": asdict(environment_report(device=torch.device("cpu"))),
-        "threads": torch.get_num_threads(),
-        "cpu_seconds_total": 0.0,
-        "load_average_at_start": load_at_start,
-        "load_average_at_end": load_at_start,
         "complete": False,
         "recipe": asdict(CHAPTER5_RECIPE.scaled(steps=args.steps)),
         "learning_rates": LEARNING_RATES,
@@ -231,11 +223,8 @@ def main() -> None:
                 f"{record['cpu_seconds']:.0f} CPU s{source}",
                 flush=True,
             )
-        document["cpu_seconds_total"] = round(earlier_cpu + time.process_time() - started, 1)
-        document["load_average_at_end"] = os.getloadavg()
         if not args.only:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+            writer.write(args.out, document)
         return record
 
     for name in args.only or LEARNING_RATES:
